@@ -1,0 +1,173 @@
+"""In-process backend: fast, nothing survives the process. For tests and demos.
+
+Every method runs without awaiting, so each call is atomic under asyncio.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import json
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from typing import Any
+
+from opscore.storage.base import Document, IndexValues, Storage, normalize_index
+
+__all__ = ["MemoryStorage"]
+
+JsonDict = dict[str, Any]
+
+
+def _frozen_copy(data: JsonDict) -> JsonDict:
+    # A JSON round-trip both copies and enforces what the durable backends enforce.
+    copied: JsonDict = json.loads(json.dumps(data))
+    return copied
+
+
+class MemoryStorage(Storage):
+    durable = False
+    shared = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._docs: dict[str, dict[str, Document]] = defaultdict(dict)
+        self._sorted_keys: dict[str, list[str]] = defaultdict(list)
+        self._doc_index: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self._index: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+        self._logs: dict[str, deque[JsonDict]] = {}
+        self._queues: dict[str, dict[str, float]] = defaultdict(dict)
+
+    # -- documents ---------------------------------------------------------------
+    async def get(self, kind: str, key: str) -> Document | None:
+        doc = self._docs[kind].get(key)
+        return None if doc is None else Document(doc.key, doc.rev, copy.deepcopy(doc.data))
+
+    async def get_many(self, kind: str, keys: Sequence[str]) -> list[Document]:
+        found = []
+        for key in keys:
+            doc = await self.get(kind, key)
+            if doc is not None:
+                found.append(doc)
+        return found
+
+    def _store(
+        self, kind: str, key: str, rev: int, data: JsonDict, index: IndexValues | None
+    ) -> Document:
+        docs = self._docs[kind]
+        if key not in docs:
+            bisect.insort(self._sorted_keys[kind], key)
+        self._unindex(kind, key)
+        pairs = normalize_index(index)
+        for field, value in pairs:
+            bisect.insort(self._index[(kind, field, value)], key)
+        self._doc_index[(kind, key)] = pairs
+        doc = Document(key, rev, _frozen_copy(data))
+        docs[key] = doc
+        return Document(key, rev, copy.deepcopy(doc.data))
+
+    def _unindex(self, kind: str, key: str) -> None:
+        for field, value in self._doc_index.pop((kind, key), []):
+            keys = self._index[(kind, field, value)]
+            pos = bisect.bisect_left(keys, key)
+            if pos < len(keys) and keys[pos] == key:
+                keys.pop(pos)
+
+    async def create(
+        self, kind: str, key: str, data: JsonDict, *, index: IndexValues | None = None
+    ) -> Document | None:
+        if key in self._docs[kind]:
+            return None
+        return self._store(kind, key, 1, data, index)
+
+    async def put(
+        self, kind: str, key: str, data: JsonDict, *, index: IndexValues | None = None
+    ) -> Document:
+        current = self._docs[kind].get(key)
+        return self._store(kind, key, (current.rev if current else 0) + 1, data, index)
+
+    async def replace(
+        self,
+        kind: str,
+        key: str,
+        data: JsonDict,
+        *,
+        expected_rev: int,
+        index: IndexValues | None = None,
+    ) -> Document | None:
+        current = self._docs[kind].get(key)
+        if current is None or current.rev != expected_rev:
+            return None
+        return self._store(kind, key, expected_rev + 1, data, index)
+
+    async def delete(self, kind: str, key: str, *, expected_rev: int | None = None) -> bool:
+        current = self._docs[kind].get(key)
+        if current is None or (expected_rev is not None and current.rev != expected_rev):
+            return False
+        del self._docs[kind][key]
+        keys = self._sorted_keys[kind]
+        keys.pop(bisect.bisect_left(keys, key))
+        self._unindex(kind, key)
+        return True
+
+    async def scan(
+        self,
+        kind: str,
+        *,
+        where: tuple[str, str] | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Document]:
+        keys = self._sorted_keys[kind] if where is None else self._index[(kind, *where)]
+        start = 0 if after is None else bisect.bisect_right(keys, after)
+        docs = self._docs[kind]
+        return [
+            Document(k, docs[k].rev, copy.deepcopy(docs[k].data))
+            for k in keys[start : start + limit]
+        ]
+
+    async def count(self, kind: str, *, where: tuple[str, str] | None = None) -> int:
+        if where is None:
+            return len(self._docs[kind])
+        return len(self._index[(kind, *where)])
+
+    # -- logs ----------------------------------------------------------------------
+    async def log_append(self, log: str, entry: JsonDict, *, max_len: int) -> None:
+        entries = self._logs.get(log)
+        if entries is None or entries.maxlen != max_len:
+            entries = deque(entries or (), maxlen=max_len)
+            self._logs[log] = entries
+        entries.appendleft(_frozen_copy(entry))
+
+    async def log_read(self, log: str, *, offset: int = 0, limit: int = 100) -> list[JsonDict]:
+        entries = list(self._logs.get(log, ()))
+        return copy.deepcopy(entries[offset : offset + limit])
+
+    async def log_delete(self, log: str) -> None:
+        self._logs.pop(log, None)
+
+    # -- queues --------------------------------------------------------------------
+    async def queue_put(self, queue: str, member: str, score: float) -> None:
+        self._queues[queue][member] = float(score)
+
+    async def queue_remove(self, queue: str, member: str) -> bool:
+        return self._queues[queue].pop(member, None) is not None
+
+    async def queue_peek(
+        self, queue: str, *, limit: int = 1, max_score: float | None = None
+    ) -> list[tuple[str, float]]:
+        items = sorted(self._queues[queue].items(), key=lambda item: (item[1], item[0]))
+        if max_score is not None:
+            items = [item for item in items if item[1] <= max_score]
+        return items[:limit]
+
+    async def queue_size(self, queue: str) -> int:
+        return len(self._queues[queue])
+
+    async def clear(self) -> None:
+        self._docs.clear()
+        self._sorted_keys.clear()
+        self._doc_index.clear()
+        self._index.clear()
+        self._logs.clear()
+        self._queues.clear()
