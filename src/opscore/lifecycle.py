@@ -176,7 +176,7 @@ class LifecycleService:
             raise AgentNotFoundError(f"agent {agent_id!r} is not registered")
         return agent
 
-    async def list(
+    async def list_agents(
         self,
         *,
         state: AgentState | None = None,
