@@ -1,0 +1,1 @@
+"""The workflow engine: definitions, durable dispatch, completion and recovery."""
