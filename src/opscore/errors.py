@@ -8,7 +8,8 @@ place (``opscore.api.problems``)::
     OpsCoreError
     ├── InvalidInputError          bad request content            (400)
     │   ├── AgentIdMismatchError   path and body agentId differ   (400)
-    │   └── WorkflowValidationError  a definition breaks a rule   (422)
+    │   ├── WorkflowValidationError  a definition breaks a rule   (422)
+    │   └── TemplateError          a ${...} parameter reference cannot be rendered
     ├── AuthenticationError        missing or wrong API key       (401)
     ├── WebhookSignatureError      bad or stale webhook signature (401)
     ├── NotFoundError                                             (404)
@@ -49,6 +50,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailableError",
     "TaskNotFoundError",
+    "TemplateError",
     "WebhookSignatureError",
     "WorkflowNotFoundError",
     "WorkflowValidationError",
@@ -80,6 +82,14 @@ class AgentIdMismatchError(InvalidInputError):
 
 class WorkflowValidationError(InvalidInputError):
     code = "invalid_workflow"
+
+
+class TemplateError(InvalidInputError):
+    """A ``${...}`` reference in task parameters is malformed or names a missing value.
+
+    The engine fails the task with this message and does not retry it."""
+
+    code = "template_error"
 
 
 class AuthenticationError(OpsCoreError):
