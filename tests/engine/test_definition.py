@@ -6,9 +6,9 @@ import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
@@ -111,7 +111,7 @@ def test_to_doc_round_trips_and_keeps_the_seed_shape() -> None:
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.iterdir()), ids=lambda p: p.name)
 def test_examples_parse_round_trip_and_match_the_schema(path: Path) -> None:
-    fmt = "yaml" if path.suffix in (".yaml", ".yml") else "json"
+    fmt: Literal["json", "yaml"] = "yaml" if path.suffix in (".yaml", ".yml") else "json"
     definition = parse_definition_text(path.read_bytes(), fmt=fmt)
     assert parse_definition(definition.to_doc()) == definition
     validator = jsonschema.Draft202012Validator(workflow_json_schema())
@@ -225,7 +225,7 @@ def test_malformed_shapes_are_rejected(data: object) -> None:
     problems_of(data)
 
 
-Mutation = Callable[[list[dict[str, Any]]], None]
+Mutation = Callable[[list[dict[str, Any]]], object]
 
 
 def chain() -> list[dict[str, Any]]:
