@@ -1,0 +1,47 @@
+"""API-key authentication: ``Authorization: Bearer <key>`` on every protected route.
+
+The app factory attaches :func:`require_api_key` to every router not marked public,
+so a new router is protected by default. Using FastAPI's :class:`HTTPBearer` scheme
+puts the "Authorize" button on ``/docs``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from opscore.errors import AuthenticationError
+
+__all__ = ["bearer_scheme", "key_matches", "require_api_key"]
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An Ops-Core API key: OPSCORE_API_KEY(S) or the generated <data_dir>/api_key.",
+)
+
+
+def key_matches(presented: str, keys: frozenset[str]) -> bool:
+    """True if ``presented`` equals one of ``keys``. Every key is compared, each in
+    constant time, so timing reveals neither which key nor how much of it matched."""
+    given = presented.encode()
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(given, key.encode())
+    return matched
+
+
+async def require_api_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> None:
+    """Dependency: raise AuthenticationError (401) unless a valid bearer key is sent."""
+    if credentials is None:
+        raise AuthenticationError(
+            "this endpoint needs an API key: send 'Authorization: Bearer <key>'"
+        )
+    if not key_matches(credentials.credentials, request.app.state.services.api_keys):
+        raise AuthenticationError("the API key is not valid")
