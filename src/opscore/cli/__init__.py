@@ -1,0 +1,1 @@
+"""The ``opscore`` command line. The click group is :data:`opscore.cli.main.main`."""

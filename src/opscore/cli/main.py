@@ -1,0 +1,56 @@
+"""The ``opscore`` click group and ``opscore serve``.
+
+Further commands live in their own modules of this package and are attached to
+:func:`main` with ``main.add_command(...)`` at the end of this module.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import click
+import uvicorn
+from pydantic import ValidationError
+
+from opscore import __version__
+from opscore.api.app import create_app
+from opscore.logging import LOG_LEVELS, configure_logging
+from opscore.settings import Settings
+
+__all__ = ["main", "serve"]
+
+
+@click.group()
+@click.version_option(__version__, prog_name="opscore")
+def main() -> None:
+    """Ops-Core: the control plane for fleets of AI agents."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--log-level",
+    type=click.Choice(list(LOG_LEVELS), case_sensitive=False),
+    default=None,
+    help="Overrides OPSCORE_LOG_LEVEL (default: info).",
+)
+def serve(host: str, port: int, log_level: str | None) -> None:
+    """Run the Ops-Core API server (settings come from OPSCORE_* variables and .env)."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid settings:\n{exc}") from exc
+    if log_level is not None:
+        settings = settings.model_copy(update={"log_level": log_level.lower()})
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        functools.partial(create_app, settings),
+        factory=True,
+        host=host,
+        port=port,
+        log_config=None,  # keep the JSON logging configured above
+        log_level=settings.log_level,
+        access_log=False,  # the API writes its own access line
+        server_header=False,
+    )
