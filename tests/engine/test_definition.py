@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -532,3 +533,17 @@ def test_model_validate_alone_checks_shape_only() -> None:
     # Stored definitions reload without re-running the graph rules.
     data = workflow({"taskId": "a", "nextTaskId": "zz"})
     assert WorkflowDefinition.model_validate(data).task("a").next_task_id == ["zz"]
+
+
+def test_workflow_examples_in_the_docs_are_valid() -> None:
+    text = (ROOT / "docs" / "workflows.md").read_text()
+    checked = 0
+    for fmt, block in re.findall(r"```(json|yaml)\n(.*?)```", text, flags=re.DOTALL):
+        try:
+            data = load_definition_text(block, fmt="json" if fmt == "json" else "yaml")
+        except WorkflowValidationError:
+            continue  # a fragment (a single condition, an error answer)
+        if isinstance(data, dict) and "tasks" in data:
+            parse_definition({"id": "doc", "name": "doc", **data})
+            checked += 1
+    assert checked >= 7
