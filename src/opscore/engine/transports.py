@@ -290,6 +290,11 @@ class DirectTransport:
         self._background.add(watcher)
         watcher.add_done_callback(self._background.discard)
 
+    async def join(self) -> None:
+        """Wait until every background request has ended (and its failure was reported)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
     async def aclose(self) -> None:
         """Cancel every background request and wait until they are gone."""
         pending = list(self._background)
