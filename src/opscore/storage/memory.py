@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import bisect
 import copy
+import heapq
+import itertools
 import json
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from opscore.storage.base import Document, IndexValues, Storage, normalize_index
@@ -23,6 +25,10 @@ def _frozen_copy(data: JsonDict) -> JsonDict:
     # A JSON round-trip both copies and enforces what the durable backends enforce.
     copied: JsonDict = json.loads(json.dumps(data))
     return copied
+
+
+def _score_then_member(item: tuple[str, float]) -> tuple[float, str]:
+    return item[1], item[0]
 
 
 class MemoryStorage(Storage):
@@ -135,7 +141,8 @@ class MemoryStorage(Storage):
     async def log_append(self, log: str, entry: JsonDict, *, max_len: int) -> None:
         entries = self._logs.get(log)
         if entries is None or entries.maxlen != max_len:
-            entries = deque(entries or (), maxlen=max_len)
+            # Newest entries are on the left: keep those when the bound shrinks.
+            entries = deque(itertools.islice(entries or (), max(max_len, 0)), maxlen=max_len)
             self._logs[log] = entries
         entries.appendleft(_frozen_copy(entry))
 
@@ -156,10 +163,11 @@ class MemoryStorage(Storage):
     async def queue_peek(
         self, queue: str, *, limit: int = 1, max_score: float | None = None
     ) -> list[tuple[str, float]]:
-        items = sorted(self._queues[queue].items(), key=lambda item: (item[1], item[0]))
+        items: Iterable[tuple[str, float]] = self._queues[queue].items()
         if max_score is not None:
             items = [item for item in items if item[1] <= max_score]
-        return items[:limit]
+        # A partial selection (a plain min() for limit=1) instead of a full sort.
+        return heapq.nsmallest(limit, items, key=_score_then_member)
 
     async def queue_size(self, queue: str) -> int:
         return len(self._queues[queue])
