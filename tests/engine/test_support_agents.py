@@ -6,12 +6,14 @@ reports and registrations, so these tests do not depend on the real API.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -357,3 +359,72 @@ async def test_agentkit_forward_defect_never_reaches_the_agent() -> None:
     assert len(agentkit.runs) == 1
     assert agentkit.forwards == []
     assert agent.received == []
+
+
+# -- against the real Ops-Core ---------------------------------------------------------
+
+
+async def test_agentkit_agent_runs_a_workflow_on_the_real_opscore(tmp_path: Path) -> None:
+    """AgentKit registers the agent by webhook; the task goes through AgentKit's /run."""
+    from opscore.api.app import create_app
+    from opscore.settings import Settings
+
+    async with FakeAgentKit() as agentkit:
+        settings = Settings(
+            storage_url="memory://",
+            data_dir=tmp_path,
+            api_key=API_KEY,
+            webhook_secret=SECRET,
+            agentkit_url=agentkit.url,
+            log_level="warning",
+        )
+        async with serve_app(create_app(settings)) as url:
+            agentkit.webhook_url = f"{url}/v1/opscore/internal/agent/notify"
+            agentkit.webhook_secret = SECRET
+            async with (
+                ContractAgent(opscore_url=url, api_key=API_KEY) as agent,
+                httpx.AsyncClient(
+                    base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}
+                ) as client,
+            ):
+                agent_id = await agent.register_with_agentkit(agentkit.url)
+                await agentkit.wait_for("webhooks", 1)
+                assert agentkit.webhooks[0].status_code in {200, 202}
+                await agent.report("idle")
+                definition = {
+                    "id": "one_step",
+                    "name": "One step",
+                    "version": "1.0",
+                    "tasks": [
+                        {
+                            "taskId": "step_1",
+                            "name": "First Step",
+                            "agentCapability": "test_capability",
+                            "parameters": {"message": "via agentkit"},
+                            "nextTaskId": None,
+                        }
+                    ],
+                }
+                started = await client.post(
+                    f"/v1/opscore/agent/{agent_id}/workflow",
+                    json={"workflowDefinition": definition, "initialPayload": {}},
+                )
+                assert started.status_code == 202, started.text
+                session = await _finished_session(client, started.json()["sessionId"])
+    assert session["status"] == "completed", session
+    (task,) = session["tasks"]
+    assert task["result"]["echo"] == {"message": "via agentkit"}
+    assert task["attempts"][0]["transport"] == "agentkit"
+    assert agentkit.runs[0].agent_id == agent_id
+    assert "opscore_attempt" not in agent.received[0]  # AgentKit drops unknown fields
+
+
+async def _finished_session(client: httpx.AsyncClient, session_id: str) -> dict[str, Any]:
+    async with asyncio.timeout(30):
+        while True:
+            session: dict[str, Any] = (
+                await client.get(f"/v1/opscore/sessions/{session_id}")
+            ).json()
+            if session.get("status") in {"completed", "failed", "cancelled"}:
+                return session
+            await asyncio.sleep(0.05)

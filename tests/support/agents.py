@@ -217,6 +217,28 @@ class ContractAgent:
         data: dict[str, Any] = response.json()
         return data
 
+    async def register_with_agentkit(
+        self, agentkit_url: str, *, metadata: dict[str, Any] | None = None
+    ) -> str:
+        """Register with AgentKit (``POST /v1/agents/register``), as an AgentKit SDK agent
+        does, and adopt the ``agentId`` AgentKit assigns; return it. AgentKit then tells
+        Ops-Core through its webhook (not when ``metadata`` is non-empty: AgentKit's bug).
+        Set ``opscore_url``/``api_key`` in the constructor so the agent can report."""
+        body: dict[str, Any] = {
+            "agentName": self.name,
+            "version": "1",
+            "capabilities": self.capabilities,
+            "contactEndpoint": self.url,
+        }
+        if metadata is not None:
+            body["metadata"] = metadata
+        response = await self._http.post(
+            f"{agentkit_url.rstrip('/')}/v1/agents/register", json=body
+        )
+        response.raise_for_status()
+        self.agent_id = str(response.json()["data"]["agentId"])
+        return self.agent_id
+
     async def report(self, state: str, details: dict[str, Any] | None = None) -> Report:
         """Send one state report exactly as the AgentKit SDK does; record and return it.
 
