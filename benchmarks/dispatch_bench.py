@@ -137,25 +137,34 @@ async def run(args: argparse.Namespace) -> None:
         import redis
 
         redis.Redis.from_url(storage).flushdb()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "opscore", "serve", "--port", str(port)],
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "opscore",
+        "serve",
+        "--port",
+        str(port),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     opscore_url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {API_KEY}"}
-    limits = httpx.Limits(max_connections=args.agents * 2, max_keepalive_connections=args.agents * 2)
+    limits = httpx.Limits(
+        max_connections=args.agents * 2, max_keepalive_connections=args.agents * 2
+    )
     try:
         await wait_ready(opscore_url)
         async with httpx.AsyncClient(headers=headers, limits=limits, timeout=30) as client:
             agents = Agents(opscore_url, args.report_active, client)
             agent_port = free_port()
-            app = Starlette(routes=[Route("/agents/{agent_id}/task", agents.task_endpoint, methods=["POST"])])
+            app = Starlette(
+                routes=[Route("/agents/{agent_id}/task", agents.task_endpoint, methods=["POST"])]
+            )
             config = uvicorn.Config(app, port=agent_port, log_level="warning", access_log=False)
             agent_server = uvicorn.Server(config)
             serving = asyncio.create_task(agent_server.serve())
-            while not agent_server.started:
+            while not agent_server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
                 await asyncio.sleep(0.05)
             for i in range(args.agents):
                 agent_id = f"bench-agent-{i}"
@@ -172,7 +181,9 @@ async def run(args: argparse.Namespace) -> None:
                     )
                 ).raise_for_status()
                 await agents.report(agent_id, "idle", {})
-            (await client.post(f"{opscore_url}/v1/opscore/workflows", json=workflow(args.steps))).raise_for_status()
+            (
+                await client.post(f"{opscore_url}/v1/opscore/workflows", json=workflow(args.steps))
+            ).raise_for_status()
             started = time.perf_counter()
             session_ids = []
             for _ in range(args.workflows):
@@ -184,12 +195,14 @@ async def run(args: argparse.Namespace) -> None:
                 session_ids.append(response.json()["sessionId"])
             total = args.workflows * args.steps
             deadline = time.monotonic() + args.timeout_s
-            while agents.received < total and time.monotonic() < deadline:
+            while agents.received < total and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             # The last steps' completions: wait until every session says completed.
             for session_id in session_ids:
                 while time.monotonic() < deadline:
-                    body = (await client.get(f"{opscore_url}/v1/opscore/sessions/{session_id}")).json()
+                    body = (
+                        await client.get(f"{opscore_url}/v1/opscore/sessions/{session_id}")
+                    ).json()
                     if body["status"] in {"completed", "failed", "cancelled"}:
                         break
                     await asyncio.sleep(0.05)
@@ -206,7 +219,8 @@ async def run(args: argparse.Namespace) -> None:
                 f"steps={args.steps} report_active={args.report_active}"
             )
             print(
-                f"tasks received={agents.received}/{total} sessions completed={completed}/{args.workflows} "
+                f"tasks received={agents.received}/{total} "
+                f"sessions completed={completed}/{args.workflows} "
                 f"elapsed={elapsed:.2f}s steps/s={agents.received / elapsed:.1f}"
             )
             print(f"dispatch latency ms: p50={p50:.2f} p99={p99:.2f} (n={len(lat)})")
@@ -215,13 +229,15 @@ async def run(args: argparse.Namespace) -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(server.wait(), timeout=10)
+        except TimeoutError:
             server.kill()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--storage", default="sqlite", help="memory, sqlite, or a redis:// URL")
     parser.add_argument("--agents", type=int, default=8)
     parser.add_argument("--workflows", type=int, default=50)

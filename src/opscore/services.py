@@ -19,6 +19,9 @@ from pathlib import Path
 import structlog
 from dotenv import dotenv_values
 
+from opscore.engine.service import WorkflowEngine
+from opscore.engine.store import EngineStore
+from opscore.engine.transports import TransportSet
 from opscore.errors import ConfigurationError
 from opscore.lifecycle import LifecycleService
 from opscore.settings import Settings, unknown_env_keys
@@ -53,6 +56,8 @@ class Services:
     lifecycle: LifecycleService
     #: Every accepted API key.
     api_keys: frozenset[str]
+    #: Runs workflows; started after everything it depends on.
+    engine: WorkflowEngine
     #: False when the caller handed in an already opened storage it will close itself.
     owns_storage: bool = True
 
@@ -93,14 +98,21 @@ async def start_services(settings: Settings, *, storage: Storage | None = None) 
             history_max=settings.state_history_max,
             new_id=new_agent_id,
         )
+        engine = WorkflowEngine(
+            settings=settings,
+            lifecycle=lifecycle,
+            store=EngineStore(storage),
+            transports=TransportSet(agentkit_url=settings.agentkit_url),
+        )
         services = Services(
             settings=settings,
             storage=storage,
             lifecycle=lifecycle,
             api_keys=api_keys,
+            engine=engine,
             owns_storage=owns_storage,
         )
-        # New services are built here, on top of ``services`` (e.g. the workflow engine).
+        await engine.start()
     except BaseException:
         if owns_storage:
             await storage.close()
@@ -116,6 +128,7 @@ async def start_services(settings: Settings, *, storage: Storage | None = None) 
 
 async def stop_services(services: Services) -> None:
     """Stop what :func:`start_services` started, in reverse order. Safe to call twice."""
+    await services.engine.stop()
     if services.owns_storage:
         await services.storage.close()
     log.info("services_stopped")

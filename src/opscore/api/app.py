@@ -20,7 +20,7 @@ from opscore import __version__
 from opscore.api.auth import require_api_key
 from opscore.api.middleware import RequestContextMiddleware
 from opscore.api.problems import Problem, install_problem_handlers
-from opscore.api.routes import agents, health, state, webhook
+from opscore.api.routes import agents, health, sessions, state, tasks, webhook, workflows
 from opscore.logging import configure_logging, logging_configured
 from opscore.services import start_services, stop_services
 from opscore.settings import Settings
@@ -42,6 +42,9 @@ ROUTERS: tuple[RouterSpec, ...] = (
     RouterSpec(webhook.router, public=True),
     RouterSpec(agents.router),
     RouterSpec(state.router),
+    RouterSpec(workflows.router),
+    RouterSpec(sessions.router),
+    RouterSpec(tasks.router),
 )
 
 _PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}

@@ -111,8 +111,7 @@ class Dispatcher:
 
     async def idle(self) -> None:
         """Wait until every queued kick was handled (tests and benchmarks)."""
-        while self._pending_kicks:
-            await asyncio.sleep(0.005)
+        await self._kicks.join()
 
     async def _kick_loop(self) -> None:
         while True:
@@ -128,6 +127,8 @@ class Dispatcher:
                 log.warning("dispatch_pass_failed", kind=kind, id=ident, error=exc.message)
             except Exception:
                 log.exception("dispatch_pass_crashed", kind=kind, id=ident)
+            finally:
+                self._kicks.task_done()
 
     # -- timers --------------------------------------------------------------------
     async def _timer_loop(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from opscore.engine.definition import TaskPolicy, WorkflowDefinition, backoff_delay_s, parse_definition
+from opscore.engine.definition import TaskPolicy, WorkflowDefinition, backoff_delay_s
 from opscore.engine.planner import TaskOutcome, plan
 from opscore.engine.records import (
     ACTIVE_TASK_STATUSES,
@@ -295,7 +295,8 @@ class Executor:
         if cached is not None:
             self._definitions.move_to_end(session.session_id)
             return cached
-        definition = parse_definition(session.definition)
+        # Stored definitions were validated when the session started: check shape only.
+        definition = WorkflowDefinition.model_validate(session.definition)
         self._definitions[session.session_id] = definition
         if len(self._definitions) > _DEFINITION_CACHE_SIZE:
             self._definitions.popitem(last=False)

@@ -7,10 +7,11 @@ content (so loading a workflow directory at every start is harmless).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -123,8 +124,7 @@ class WorkflowRegistry:
         stored = await self._load(workflow_id, wanted) if wanted in versions else None
         if stored is None:
             raise WorkflowNotFoundError(
-                f"workflow {workflow_id!r} has no version {wanted!r}; "
-                f"it has: {', '.join(versions)}"
+                f"workflow {workflow_id!r} has no version {wanted!r}; it has: {', '.join(versions)}"
             )
         return StoredWorkflow(stored.definition, stored.created_at, versions)
 
@@ -165,13 +165,15 @@ class WorkflowRegistry:
         """Store every .json/.yaml/.yml definition in ``directory``; returns how many.
         A bad file stops start-up with an error naming the file."""
         count = 0
-        for path in sorted(directory.iterdir()):
+        paths = await asyncio.to_thread(lambda: sorted(directory.iterdir()))
+        for path in paths:
             suffix = path.suffix.lower()
             if not path.is_file() or suffix not in {".json", ".yaml", ".yml"}:
                 continue
-            fmt = "json" if suffix == ".json" else "yaml"
+            fmt: Literal["json", "yaml"] = "json" if suffix == ".json" else "yaml"
             try:
-                definition = parse_definition(load_definition_text(path.read_bytes(), fmt=fmt))
+                text = await asyncio.to_thread(path.read_bytes)
+                definition = parse_definition(load_definition_text(text, fmt=fmt))
                 await self.store(definition)
             except (WorkflowValidationError, ConflictError) as exc:
                 raise type(exc)(f"{path}: {exc.message}", errors=exc.errors) from exc

@@ -363,7 +363,6 @@ class WorkflowEngine:
                     "error": None,
                     "finished_at": None,
                     "retry_base": len(task.attempts),
-                    "queued_at": utcnow(),
                 }
             )
 
@@ -371,6 +370,11 @@ class WorkflowEngine:
         if updated is None:
             raise TaskNotFoundError(f"task {task_id!r} does not exist")
         task = updated[0]
+        # Paths marked dead because this task failed may be live again: forget them,
+        # the planner records whatever is still unreachable.
+        for sibling in await self.store.session_tasks(task.session_id):
+            if sibling.status == "skipped":
+                await self.store.storage.delete(TASK_KIND, sibling.id)
         found = await self.store.get_session(task.session_id)
         if found is not None and found.value.status == "failed":
             await self._transition(task.session_id, "running")

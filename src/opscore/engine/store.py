@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from opscore.engine.records import Session, Task
 from opscore.errors import ConflictError
@@ -137,7 +137,9 @@ class EngineStore:
         tasks: list[Task] = []
         after: str | None = None
         while True:
-            batch = await self.storage.scan(TASK_KIND, where=("status", status), after=after, limit=500)
+            batch = await self.storage.scan(
+                TASK_KIND, where=("status", status), after=after, limit=500
+            )
             tasks.extend(Task.from_doc(d.data) for d in batch)
             if len(batch) < 500:
                 return tasks
@@ -150,7 +152,9 @@ class EngineStore:
 
     async def claim_slot(self, agent_id: str, task_id: str, attempt: int) -> int | None:
         """Claim the agent for ``task_id``; the slot's revision, or None if it is taken."""
-        slot = AgentSlot(agent_id=agent_id, task_id=task_id, attempt=attempt, claimed_at=time.time())
+        slot = AgentSlot(
+            agent_id=agent_id, task_id=task_id, attempt=attempt, claimed_at=time.time()
+        )
         created = await self.storage.create(SLOT_KIND, agent_id, slot.to_doc())
         return None if created is None else created.rev
 
@@ -194,7 +198,7 @@ class EngineStore:
         key: str,
         model: type[M],
         change: Callable[[M], M | None],
-        index: Callable[[M], dict[str, object]],
+        index: Callable[[M], dict[str, Any]],
     ) -> tuple[M, bool] | None:
         for _ in range(_CAS_RETRIES):
             doc = await self.storage.get(kind, key)
@@ -210,4 +214,3 @@ class EngineStore:
             if stored is not None:
                 return updated, True
         raise ConflictError(f"{kind} {key!r} is being modified concurrently; retry")
-

@@ -71,7 +71,7 @@ async def _trigger(
     summary="Start a workflow on an agent (contract section 5)",
 )
 async def trigger_for_agent(
-    agentId: str,  # noqa: N803 - the contract's spelling
+    agentId: str,
     body: SeedTriggerRequest,
     response: Response,
     engine: EngineDep,
@@ -117,7 +117,7 @@ async def list_sessions(
     response_model=SessionDetail,
     summary="A session with every task and attempt",
 )
-async def get_session(sessionId: str, engine: EngineDep) -> SessionDetail:  # noqa: N803
+async def get_session(sessionId: str, engine: EngineDep) -> SessionDetail:
     session, tasks = await engine.get_session(sessionId)
     return SessionDetail.with_tasks(session, tasks)
 
@@ -127,15 +127,15 @@ def _summary(session: Session) -> SessionSummary:
 
 
 @router.post("/sessions/{sessionId}/cancel", response_model=SessionSummary, summary="Cancel")
-async def cancel_session(sessionId: str, engine: EngineDep) -> SessionSummary:  # noqa: N803
+async def cancel_session(sessionId: str, engine: EngineDep) -> SessionSummary:
     return _summary(await engine.cancel(sessionId))
 
 
 @router.post("/sessions/{sessionId}/pause", response_model=SessionSummary, summary="Pause")
-async def pause_session(sessionId: str, engine: EngineDep) -> SessionSummary:  # noqa: N803
+async def pause_session(sessionId: str, engine: EngineDep) -> SessionSummary:
     return _summary(await engine.pause(sessionId))
 
 
 @router.post("/sessions/{sessionId}/resume", response_model=SessionSummary, summary="Resume")
-async def resume_session(sessionId: str, engine: EngineDep) -> SessionSummary:  # noqa: N803
+async def resume_session(sessionId: str, engine: EngineDep) -> SessionSummary:
     return _summary(await engine.resume(sessionId))

@@ -31,7 +31,7 @@ async def list_tasks(
 
 
 @router.get("/tasks/{taskId}", response_model=Task, summary="A task with its attempts")
-async def get_task(taskId: str, engine: EngineDep) -> Task:  # noqa: N803
+async def get_task(taskId: str, engine: EngineDep) -> Task:
     return await engine.get_task(taskId)
 
 
@@ -41,7 +41,7 @@ async def get_task(taskId: str, engine: EngineDep) -> Task:  # noqa: N803
     summary="An agent reports its task's outcome",
 )
 async def submit_result(
-    taskId: str,  # noqa: N803
+    taskId: str,
     body: TaskResultRequest,
     engine: EngineDep,
 ) -> dict[str, Any]:
@@ -57,5 +57,5 @@ async def submit_result(
     response_model=Task,
     summary="Re-run a dead letter",
 )
-async def retry_task(taskId: str, engine: EngineDep) -> Task:  # noqa: N803
+async def retry_task(taskId: str, engine: EngineDep) -> Task:
     return await engine.retry_dead(taskId)

@@ -38,7 +38,9 @@ def _record(stored: StoredWorkflow) -> WorkflowRecord:
         }
     },
 )
-async def create_workflow(request: Request, response: Response, engine: EngineDep) -> WorkflowRecord:
+async def create_workflow(
+    request: Request, response: Response, engine: EngineDep
+) -> WorkflowRecord:
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     body = await request.body()
     if content_type.lower() in _YAML_TYPES:
@@ -68,7 +70,7 @@ async def list_workflows(
 
 @router.get("/workflows/{workflowId}", response_model=WorkflowRecord, summary="Get a workflow")
 async def get_workflow(
-    workflowId: str,  # noqa: N803 - the contract's spelling
+    workflowId: str,
     engine: EngineDep,
     version: str | None = None,
 ) -> WorkflowRecord:
@@ -81,7 +83,7 @@ async def get_workflow(
     summary="Delete a workflow (all versions, or one)",
 )
 async def delete_workflow(
-    workflowId: str,  # noqa: N803
+    workflowId: str,
     engine: EngineDep,
     version: str | None = None,
 ) -> Response:
