@@ -176,6 +176,12 @@ async def test_direct_refused_connection(transports: TransportSet) -> None:
     message = await _failure(transports.direct, delivery(unused_url()))
     assert "agent-7" in message
     assert "cannot connect" in message
+    assert "connection refused" in message
+
+
+async def test_direct_unknown_host(transports: TransportSet) -> None:
+    message = await _failure(transports.direct, delivery("http://no-such-host.invalid/task"))
+    assert "host name not resolved" in message
 
 
 async def test_direct_to_an_unstarted_contract_agent(transports: TransportSet) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -145,6 +146,20 @@ def _cause(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _connect_cause(exc: Exception) -> str:
+    """The most telling reason a connection failed, from the chain httpx keeps."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # the chain is short; bound it anyway
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused: nothing listens there"
+        if isinstance(seen, socket.gaierror):
+            return f"host name not resolved: {seen.strerror or seen}"
+        seen = seen.__cause__ or seen.__context__
+    return _cause(exc)
+
+
 def _transport_failure(exc: Exception, *, whom: str, url: str, timeout_s: float) -> str:
     """A sentence for an httpx error: what failed, towards whom, and why."""
     where = f"{whom} at {safe_url(url)}"
@@ -157,7 +172,7 @@ def _transport_failure(exc: Exception, *, whom: str, url: str, timeout_s: float)
     if isinstance(exc, httpx.ReadTimeout):
         return f"{where} did not answer within {timeout_s:g}s"
     if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect to {where} ({_cause(exc)})"
+        return f"cannot connect to {where} ({_connect_cause(exc)})"
     if isinstance(exc, httpx.RemoteProtocolError):
         return f"{where} closed the connection without a valid answer ({_cause(exc)})"
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
@@ -361,9 +376,9 @@ class TransportSet:
         agentkit_url: base URL of AgentKit's API (``OPSCORE_AGENTKIT_URL``) or None.
         transport: an httpx transport to use instead of the network (tests pass an
             ``httpx.MockTransport`` to produce faults).
-        limits: connection-pool limits; the default keeps no cap on connections (a
+        limits: connection-pool limits; the default puts no cap on connections (a
             direct request may stay open while its agent works, one per busy agent) and
-            keeps up to 256 idle connections alive for quick re-dispatch.
+            keeps up to 256 idle connections alive for 4 s for quick re-dispatch.
     """
 
     def __init__(
@@ -377,7 +392,11 @@ class TransportSet:
             transport=transport,
             limits=limits
             or httpx.Limits(
-                max_connections=None, max_keepalive_connections=256, keepalive_expiry=30.0
+                max_connections=None,
+                max_keepalive_connections=256,
+                # Below common server keep-alive timeouts (uvicorn: 5 s), so a pooled
+                # connection is not reused just as the agent closes it.
+                keepalive_expiry=4.0,
             ),
             headers={"User-Agent": f"opscore/{__version__}"},
             follow_redirects=False,
