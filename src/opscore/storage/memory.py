@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import bisect
 import copy
-import heapq
 import itertools
 import json
 from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from opscore.storage.base import Document, IndexValues, Storage, normalize_index
@@ -27,8 +26,8 @@ def _frozen_copy(data: JsonDict) -> JsonDict:
     return copied
 
 
-def _score_then_member(item: tuple[str, float]) -> tuple[float, str]:
-    return item[1], item[0]
+def _score_of(entry: tuple[float, str]) -> float:
+    return entry[0]
 
 
 class MemoryStorage(Storage):
@@ -43,6 +42,8 @@ class MemoryStorage(Storage):
         self._index: dict[tuple[str, str, str], list[str]] = defaultdict(list)
         self._logs: dict[str, deque[JsonDict]] = {}
         self._queues: dict[str, dict[str, float]] = defaultdict(dict)
+        # (score, member) kept sorted: peeks are a slice, not a sort.
+        self._queue_order: dict[str, list[tuple[float, str]]] = defaultdict(list)
 
     # -- documents ---------------------------------------------------------------
     async def get(self, kind: str, key: str) -> Document | None:
@@ -155,19 +156,32 @@ class MemoryStorage(Storage):
 
     # -- queues --------------------------------------------------------------------
     async def queue_put(self, queue: str, member: str, score: float) -> None:
-        self._queues[queue][member] = float(score)
+        scores = self._queues[queue]
+        order = self._queue_order[queue]
+        old = scores.get(member)
+        if old is not None:
+            order.pop(bisect.bisect_left(order, (old, member)))
+        scores[member] = float(score)
+        bisect.insort(order, (float(score), member))
 
     async def queue_remove(self, queue: str, member: str) -> bool:
-        return self._queues[queue].pop(member, None) is not None
+        old = self._queues[queue].pop(member, None)
+        if old is None:
+            return False
+        order = self._queue_order[queue]
+        order.pop(bisect.bisect_left(order, (old, member)))
+        return True
 
     async def queue_peek(
         self, queue: str, *, limit: int = 1, max_score: float | None = None
     ) -> list[tuple[str, float]]:
-        items: Iterable[tuple[str, float]] = self._queues[queue].items()
-        if max_score is not None:
-            items = [item for item in items if item[1] <= max_score]
-        # A partial selection (a plain min() for limit=1) instead of a full sort.
-        return heapq.nsmallest(limit, items, key=_score_then_member)
+        order = self._queue_order[queue]
+        end = (
+            len(order)
+            if max_score is None
+            else bisect.bisect_right(order, max_score, key=_score_of)
+        )
+        return [(member, score) for score, member in order[: max(0, min(end, limit))]]
 
     async def queue_size(self, queue: str) -> int:
         return len(self._queues[queue])
@@ -179,3 +193,4 @@ class MemoryStorage(Storage):
         self._index.clear()
         self._logs.clear()
         self._queues.clear()
+        self._queue_order.clear()

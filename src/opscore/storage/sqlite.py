@@ -11,15 +11,14 @@ also survives power loss).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from opscore.errors import StorageError, StorageUnavailableError
+from opscore.storage._worker_thread import WorkerThread
 from opscore.storage.base import Document, IndexValues, Storage, normalize_index
 
 __all__ = ["SQLiteStorage"]
@@ -59,6 +58,7 @@ CREATE INDEX IF NOT EXISTS queue_members_by_score ON queue_members (queue, score
 """
 
 _SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
+_READER_BUSY_TIMEOUT_MS = 50  # then the read is retried on the worker thread
 _GET_MANY_CHUNK = 500  # stays far below SQLite's bound-parameter limit
 
 _SELECT_DOC = "SELECT rev, data FROM documents WHERE kind = ? AND key = ?"
@@ -130,25 +130,26 @@ class SQLiteStorage(Storage):
         self.path = path
         self._synchronous = mode
         self._busy_timeout_ms = busy_timeout_ms
-        self._conn: sqlite3.Connection | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None  # used on the worker thread only
+        self._reader: sqlite3.Connection | None = None  # used on the event loop only
+        self._worker: WorkerThread | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     async def open(self) -> None:
-        if self._executor is not None:
+        if self._worker is not None:
             return
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opscore-sqlite")
-        loop = asyncio.get_running_loop()
+        worker = WorkerThread("opscore-sqlite")
         try:
-            self._conn = await loop.run_in_executor(executor, self._connect)
+            self._conn, self._reader = await worker.call(self._connect)
         except (OSError, sqlite3.Error) as exc:
-            executor.shutdown(wait=False)
+            await worker.stop()
             raise StorageUnavailableError(
                 f"cannot open SQLite database {str(self.path)!r}: {exc}"
             ) from exc
-        self._executor = executor
+        self._worker = worker
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+        """The writer (schema created) and the reader connection."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: single statements commit themselves, multi-row writes use
         # an explicit BEGIN IMMEDIATE (take the write lock up front: no upgrade deadlock
@@ -161,48 +162,68 @@ class SQLiteStorage(Storage):
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             conn.executescript(_SCHEMA)
+            # Reads run on the event loop: a WAL reader never waits for the writer, and
+            # an indexed lookup costs less than a hop to the worker thread.
+            reader = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, cached_statements=64
+            )
+            reader.execute(f"PRAGMA busy_timeout = {_READER_BUSY_TIMEOUT_MS}")
+            reader.execute("PRAGMA query_only = ON")
         except BaseException:
             conn.close()
             raise
-        return conn
+        return conn, reader
 
     async def close(self) -> None:
-        executor, conn = self._executor, self._conn
-        self._executor = self._conn = None
-        if executor is None or conn is None:
+        worker, conn, reader = self._worker, self._conn, self._reader
+        self._worker = self._conn = self._reader = None
+        if worker is None or conn is None or reader is None:
             return
         try:
-            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+            reader.close()
+            await worker.call(conn.close)
         except sqlite3.Error as exc:
             raise StorageError(f"closing SQLite database failed: {exc}") from exc
         finally:
-            executor.shutdown(wait=True)
+            await worker.stop()
 
     async def ping(self) -> None:
         await self._run(_ping)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` on the connection thread; translate driver errors."""
-        executor, conn = self._executor, self._conn
-        if executor is None or conn is None:
+        worker, conn = self._worker, self._conn
+        if worker is None or conn is None:
             raise StorageUnavailableError("SQLite storage is not open")
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, fn, conn, *args)
+            return await worker.call(fn, conn, *args)
         except sqlite3.OperationalError as exc:
             # Disk full, I/O error, locked beyond busy_timeout: the file cannot serve now.
             raise StorageUnavailableError(f"SQLite error: {exc}") from exc
         except sqlite3.Error as exc:
             raise StorageError(f"SQLite error: {exc}") from exc
 
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the read ``fn(conn, *args)`` on the reader, here on the event loop."""
+        reader = self._reader
+        if reader is None:
+            raise StorageUnavailableError("SQLite storage is not open")
+        try:
+            return fn(reader, *args)
+        except sqlite3.Error:
+            # Rare (busy during WAL recovery, a full checkpoint): retry on the worker
+            # thread, which may wait up to busy_timeout without blocking the loop.
+            return await self._run(fn, *args)
+
     # -- documents ---------------------------------------------------------------
     async def get(self, kind: str, key: str) -> Document | None:
-        row = await self._run(_fetch_one, _SELECT_DOC, (kind, key))
+        row = await self._read(_fetch_one, _SELECT_DOC, (kind, key))
         return None if row is None else Document(key, row[0], json.loads(row[1]))
 
     async def get_many(self, kind: str, keys: Sequence[str]) -> list[Document]:
         if not keys:
             return []
-        rows = await self._run(_get_many, kind, list(dict.fromkeys(keys)))
+        rows = await self._read(_get_many, kind, list(dict.fromkeys(keys)))
         found = {key: (rev, data) for key, rev, data in rows}
         return [
             Document(key, found[key][0], json.loads(found[key][1])) for key in keys if key in found
@@ -270,14 +291,14 @@ class SQLiteStorage(Storage):
                 sql, params = _SCAN_WHERE_FIRST, (kind, field, value, limit)
             else:
                 sql, params = _SCAN_WHERE, (kind, field, value, after, limit)
-        rows = await self._run(_fetch_all, sql, params)
+        rows = await self._read(_fetch_all, sql, params)
         return [Document(key, rev, json.loads(data)) for key, rev, data in rows]
 
     async def count(self, kind: str, *, where: tuple[str, str] | None = None) -> int:
         if where is None:
-            row = await self._run(_fetch_one, _COUNT, (kind,))
+            row = await self._read(_fetch_one, _COUNT, (kind,))
         else:
-            row = await self._run(_fetch_one, _COUNT_WHERE, (kind, *where))
+            row = await self._read(_fetch_one, _COUNT_WHERE, (kind, *where))
         return int(row[0]) if row else 0
 
     # -- logs ----------------------------------------------------------------------
@@ -287,7 +308,7 @@ class SQLiteStorage(Storage):
     async def log_read(self, log: str, *, offset: int = 0, limit: int = 100) -> list[JsonDict]:
         if limit <= 0:
             return []
-        rows = await self._run(_fetch_all, _LOG_READ, (log, limit, max(offset, 0)))
+        rows = await self._read(_fetch_all, _LOG_READ, (log, limit, max(offset, 0)))
         return [json.loads(entry) for (entry,) in rows]
 
     async def log_delete(self, log: str) -> None:
@@ -306,13 +327,13 @@ class SQLiteStorage(Storage):
         if limit <= 0:
             return []
         if max_score is None:
-            rows = await self._run(_fetch_all, _QUEUE_PEEK, (queue, limit))
+            rows = await self._read(_fetch_all, _QUEUE_PEEK, (queue, limit))
         else:
-            rows = await self._run(_fetch_all, _QUEUE_PEEK_MAX, (queue, float(max_score), limit))
+            rows = await self._read(_fetch_all, _QUEUE_PEEK_MAX, (queue, float(max_score), limit))
         return [(member, float(score)) for member, score in rows]
 
     async def queue_size(self, queue: str) -> int:
-        row = await self._run(_fetch_one, _QUEUE_SIZE, (queue,))
+        row = await self._read(_fetch_one, _QUEUE_SIZE, (queue,))
         return int(row[0]) if row else 0
 
     # -- maintenance ---------------------------------------------------------------
@@ -329,7 +350,9 @@ def _ping(conn: sqlite3.Connection) -> None:
 
 
 def _fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any:
-    return conn.execute(sql, params).fetchone()
+    # fetchall runs the statement to its end, which releases the WAL read snapshot.
+    rows = conn.execute(sql, params).fetchall()
+    return rows[0] if rows else None
 
 
 def _fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
