@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,9 +19,9 @@ from opscore.storage.redis import RedisStorage
 from opscore.storage.sqlite import SQLiteStorage
 
 try:  # tests/ is on sys.path (pytest's rootdir "prepend" import mode)
-    from redis_server import free_port
+    from redis_server import RedisServer, free_port
 except ModuleNotFoundError:  # pragma: no cover
-    from tests.redis_server import free_port
+    from tests.redis_server import RedisServer, free_port
 
 
 @contextlib.asynccontextmanager
@@ -195,5 +197,65 @@ async def test_unreachable_redis_is_unavailable() -> None:
             await storage.ping()
         with pytest.raises(StorageUnavailableError):
             await storage.get("thing", "a")
+    finally:
+        await storage.close()
+
+
+@pytest.fixture
+def own_redis(redis_server: str, tmp_path: Path) -> Iterator[RedisServer]:
+    """A second private server this test may stop, freeze or restart (``redis_server``
+    is requested only so that a missing binary skips or fails the same way)."""
+    server = RedisServer.start(tmp_path / "own-redis")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_redis_outage_is_unavailable_and_recovers(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    storage = RedisStorage(f"{own_redis.url}/0")
+    await storage.open()
+    try:
+        await storage.put("thing", "a", {})
+        async with contextlib.aclosing(storage.subscribe()) as subscription:
+            receiving = asyncio.ensure_future(anext(subscription))
+            await asyncio.sleep(0.2)  # let it subscribe (not required for the check)
+            own_redis.stop()
+            with pytest.raises(StorageUnavailableError):
+                await storage.get("thing", "a")
+            with pytest.raises(StorageUnavailableError):
+                await storage.ping()
+            async with asyncio.timeout(10):
+                with pytest.raises(StorageUnavailableError):
+                    await receiving
+        restarted = RedisServer.start(tmp_path / "restarted", port=own_redis.port)
+        try:
+            await storage.ping()  # reconnects by itself (the data is gone: no persistence)
+            assert await storage.create("thing", "b", {}) is not None
+        finally:
+            restarted.stop()
+    finally:
+        await storage.close()
+
+
+async def test_a_hanging_redis_fails_ping(own_redis: RedisServer) -> None:
+    storage = RedisStorage(f"{own_redis.url}/0", ping_timeout_s=0.5)
+    await storage.open()
+    await storage.put("thing", "a", {"v": 1})
+    os.kill(own_redis.process.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(StorageUnavailableError):
+            await storage.ping()
+    finally:
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    try:
+        # The late PONG must not be taken for the answer to a later command.
+        await storage.ping()
+        doc = await storage.get("thing", "a")
+        assert doc is not None
+        assert doc.data == {"v": 1}
+        assert await storage.count("thing") == 1
     finally:
         await storage.close()

@@ -17,6 +17,7 @@ process sharing the database.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
@@ -133,6 +134,11 @@ class RedisStorage(Storage):
     ``url`` is a redis-py URL (``redis://host:port/db``, ``rediss://``, ``unix://``).
     Calls fail with StorageUnavailableError after a short reconnect attempt (about
     ``retries`` tries, backoff capped at ``retry_backoff_cap_s``) when Redis is down.
+
+    ``socket_timeout_s`` defaults to None (no per-command read timeout): redis-py's
+    timeout wrapper costs about a third of a simple command. A dead server or network
+    is still detected (connection refused / reset, TCP keepalive); a server that hangs
+    is caught by ``ping`` (``ping_timeout_s``), which health checks call.
     """
 
     durable = True
@@ -143,14 +149,16 @@ class RedisStorage(Storage):
         url: str,
         *,
         prefix: str = "opscore:",
-        socket_timeout_s: float = 10.0,
+        socket_timeout_s: float | None = None,
         connect_timeout_s: float = 5.0,
+        ping_timeout_s: float = 5.0,
         retries: int = 2,
         retry_backoff_cap_s: float = 0.25,
     ) -> None:
         super().__init__()
         self.url = url
         self.prefix = prefix
+        self._ping_timeout_s = ping_timeout_s
         self._doc_prefix = f"{prefix}doc:"
         self._channel = f"{prefix}{_CHANNEL}"
         self._client: aioredis.Redis = aioredis.Redis.from_url(
@@ -190,8 +198,16 @@ class RedisStorage(Storage):
             await self._client.aclose()
 
     async def ping(self) -> None:
-        with _translate:
-            await self._client.ping()
+        """Raise StorageUnavailableError if Redis does not answer within ``ping_timeout_s``
+        (also a Redis that accepts connections but hangs)."""
+        try:
+            async with asyncio.timeout(self._ping_timeout_s):
+                with _translate:
+                    await self._client.ping()
+        except TimeoutError as exc:
+            raise StorageUnavailableError(
+                f"Redis did not answer PING within {self._ping_timeout_s:g}s"
+            ) from exc
 
     # -- documents ---------------------------------------------------------------
     async def get(self, kind: str, key: str) -> Document | None:
