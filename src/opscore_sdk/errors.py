@@ -70,7 +70,7 @@ class OpsCoreError(Exception):
     def __str__(self) -> str:
         head = f"{self.status} {self.code}" if self.status is not None else self.code
         line = f"{head}: {self.detail}"
-        if self.errors:
+        if self.errors and str(self.errors[0].get("message", "")) not in self.detail:
             line += f" ({_summarise(self.errors)})"
         if self.request_id:
             line += f" [request {self.request_id}]"
