@@ -6,22 +6,38 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from opscore.engine.service import WorkflowEngine
 from opscore.lifecycle import LifecycleService
 from opscore.services import Services
 
-__all__ = ["LifecycleDep", "ServicesDep", "get_lifecycle", "get_services"]
+__all__ = [
+    "EngineDep",
+    "LifecycleDep",
+    "ServicesDep",
+    "get_engine",
+    "get_lifecycle",
+    "get_services",
+]
 
 
-def get_services(request: Request) -> Services:
+# Async on purpose: FastAPI runs plain ``def`` dependencies in a thread pool, a
+# costly hop on every request.
+async def get_services(request: Request) -> Services:
     """The :class:`~opscore.services.Services` of the running app."""
     services: Services = request.app.state.services
     return services
 
 
-def get_lifecycle(request: Request) -> LifecycleService:
+async def get_lifecycle(request: Request) -> LifecycleService:
     lifecycle: LifecycleService = request.app.state.services.lifecycle
     return lifecycle
 
 
+async def get_engine(request: Request) -> WorkflowEngine:
+    engine: WorkflowEngine = request.app.state.services.engine
+    return engine
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 LifecycleDep = Annotated[LifecycleService, Depends(get_lifecycle)]
+EngineDep = Annotated[WorkflowEngine, Depends(get_engine)]

@@ -25,7 +25,13 @@ import structlog
 
 from opscore.engine.executor import timeout_timer
 from opscore.engine.records import Attempt
-from opscore.engine.store import SLOT_KIND, TIMERS, EngineStore, ready_queue_for
+from opscore.engine.store import (
+    SLOT_KIND,
+    TIMERS,
+    EngineStore,
+    free_agents_queue,
+    ready_queue_for,
+)
 from opscore.engine.transports import TaskDelivery, TransportSet, choose_transport_kind
 from opscore.errors import DispatchError, OpsCoreError
 from opscore.lifecycle import LifecycleService
@@ -40,6 +46,7 @@ _READY_STATES = frozenset({"idle", "unknown"})
 #: A slot whose task does not point back at it is reaped after this long.
 _SLOT_GRACE_S = 30.0
 _TIMER_BATCH = 200
+_FREE_AGENT_BATCH = 20
 _WAKE_MESSAGE = "timers"
 
 TimerHandler = Callable[[str], Awaitable[None]]
@@ -196,17 +203,29 @@ class Dispatcher:
         if task.target_agent_id is not None:
             await self.dispatch_to_agent(task.target_agent_id)
             return
-        page = await self._lifecycle.list_agents(capability=task.capability, limit=500)
-        # Fairness: the agent that got work least recently goes first.
-        candidates = sorted(page.items, key=lambda a: self._last_dispatch.get(a.agent_id, 0.0))
-        for agent in candidates:
-            if await self.dispatch_to_agent(agent.agent_id, agent=agent):
+        # Free capable agents wait in a per-capability queue ordered by when they last
+        # got work (fairness). Entries are hints: each is checked before use.
+        queue = free_agents_queue(task.capability or "")
+        storage = self._store.storage
+        while True:
+            candidates = await storage.queue_peek(queue, limit=_FREE_AGENT_BATCH)
+            if not candidates:
+                return
+            for agent_id, _ in candidates:
+                if not await self.dispatch_to_agent(agent_id):
+                    await storage.queue_remove(queue, agent_id)
+                    continue
                 again = await self._store.get_task(task_id)
                 if again is None or again.value.status != "queued":
                     return
+            if len(candidates) < _FREE_AGENT_BATCH:
+                return
 
     async def dispatch_to_agent(self, agent_id: str, *, agent: Agent | None = None) -> bool:
-        """Send the agent its best waiting task if it is free. True if one was sent."""
+        """Send the agent its best waiting task if it is free. True if one was sent.
+
+        A free agent with nothing to do is recorded in its capabilities' free-agent
+        queues, so a task queued later finds it without scanning every agent."""
         agent = agent or await self._lifecycle.find(agent_id)
         if agent is None or not await self._available(agent):
             return False
@@ -225,12 +244,17 @@ class Dispatcher:
                 if head and (best is None or (head[0][1], head[0][0]) < best[:2]):
                     best = (head[0][1], head[0][0], queue)
             if best is None:
-                return False
+                break
             outcome = await self._claim_and_send(agent, best[1], best[2])
             if outcome == "sent":
+                for capability in agent.capabilities:
+                    await storage.queue_remove(free_agents_queue(capability), agent_id)
                 return True
             if outcome == "busy":
                 return False
+        last = self._last_dispatch.get(agent_id, 0.0)
+        for capability in agent.capabilities:
+            await storage.queue_put(free_agents_queue(capability), agent_id, last)
         return False
 
     async def _claim_and_send(self, agent: Agent, task_id: str, queue: str) -> str:
@@ -272,7 +296,7 @@ class Dispatcher:
             return "stale"
         await storage.queue_remove(queue, task_id)
         await self.schedule(timeout_timer(task.id, attempt_no), attempt.deadline_at.timestamp())
-        self._last_dispatch[agent.agent_id] = time.monotonic()
+        self._last_dispatch[agent.agent_id] = time.time()
         log.info(
             "task_dispatched",
             taskId=task.id,

@@ -26,6 +26,7 @@ __all__ = [
     "TIMERS",
     "AgentSlot",
     "EngineStore",
+    "free_agents_queue",
     "Versioned",
     "new_time_ordered_id",
     "ready_queue_for",
@@ -54,6 +55,11 @@ def ready_queue_for(*, agent_id: str | None, capability: str | None) -> str:
     if agent_id is not None:
         return f"ready:agent:{agent_id}"
     return f"ready:cap:{capability or ''}"
+
+
+def free_agents_queue(capability: str) -> str:
+    """Agents with ``capability`` that were free with nothing to do (hints)."""
+    return f"free:cap:{capability}"
 
 
 def task_score(priority: int, queued_epoch_s: float) -> float:

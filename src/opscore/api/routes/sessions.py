@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from opscore.api.engine_deps import EngineDep
+from opscore.api.deps import EngineDep
 from opscore.api.engine_schemas import (
     SeedTriggerRequest,
     SessionDetail,

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
-from opscore.api.engine_deps import EngineDep
+from opscore.api.deps import EngineDep
 from opscore.api.engine_schemas import TaskList, TaskResultRequest
 from opscore.engine.records import Task, TaskStatus
 

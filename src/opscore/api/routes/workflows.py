@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from opscore.api.engine_deps import EngineDep
+from opscore.api.deps import EngineDep
 from opscore.api.engine_schemas import WorkflowList, WorkflowRecord
 from opscore.engine.definition import load_definition_text, parse_definition, workflow_json_schema
 from opscore.engine.registry import StoredWorkflow
