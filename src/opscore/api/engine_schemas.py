@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from opscore.engine.records import Session, Task
@@ -36,6 +36,9 @@ class SeedTriggerRequest(_Strict):
     workflow_definition: dict[str, Any] | None = None
     workflow_version: str | None = Field(default=None, min_length=1, max_length=64)
     initial_payload: dict[str, Any] = Field(default_factory=dict)
+    start_at: AwareDatetime | None = Field(
+        default=None, description="Start later: the session stays pending until then."
+    )
 
 
 class TriggerRequest(SeedTriggerRequest):
@@ -59,6 +62,7 @@ class SessionSummary(ApiModel):
     input: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    scheduled_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
     error: str | None

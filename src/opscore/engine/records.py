@@ -129,6 +129,8 @@ class Session(ApiModel):
     input: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
+    #: A trigger may ask for a later start; the session is ``pending`` until then.
+    scheduled_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None

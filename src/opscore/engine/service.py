@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 import structlog
@@ -53,6 +54,10 @@ T = TypeVar("T")
 class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
+
+
+def start_timer(session_id: str) -> str:
+    return f"start|{session_id}"
 
 
 def _strip_correlation(details: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +139,11 @@ class WorkflowEngine:
                     SESSION_KIND, where=("status", status), after=after, limit=500
                 )
                 for doc in batch:
-                    if status == "pending":
+                    scheduled = doc.data.get("scheduledAt")
+                    if status == "pending" and scheduled is not None:
+                        due = datetime.fromisoformat(scheduled).timestamp()
+                        await storage.queue_put("timers", start_timer(doc.key), due)
+                    elif status == "pending":
                         await self._start_session(doc.key)
                     else:
                         await self.executor.advance_session(doc.key)
@@ -160,9 +169,11 @@ class WorkflowEngine:
         initial_payload: dict[str, Any] | None = None,
         agent_id: str | None = None,
         idempotency_key: str | None = None,
+        start_at: datetime | None = None,
     ) -> tuple[Session, bool]:
         """Start a session; returns (session, created). With ``idempotency_key`` a repeat
-        returns the first session instead of starting another."""
+        returns the first session instead of starting another. With ``start_at`` in the
+        future the session stays ``pending`` until then (a durable timer starts it)."""
         if (workflow_id is None) == (definition is None):
             raise InvalidInputError(
                 "give exactly one of workflowDefinitionId and workflowDefinition"
@@ -196,6 +207,7 @@ class WorkflowEngine:
             created_at=now,
             updated_at=now,
             idempotency_key=idempotency_key,
+            scheduled_at=start_at if start_at is not None and start_at > now else None,
             definition=parsed.to_doc(),
         )
         if not await self.store.create_session(session):
@@ -209,6 +221,11 @@ class WorkflowEngine:
             workflowVersion=parsed.version,
             agentId=agent_id,
         )
+        if session.scheduled_at is not None:
+            await self.dispatcher.schedule(
+                start_timer(session_id), session.scheduled_at.timestamp()
+            )
+            return session, True
         started = await self._start_session(session_id)
         return started or session, True
 
@@ -402,6 +419,8 @@ class WorkflowEngine:
         kind, _, rest = member.partition("|")
         if kind == "retry":
             await self.executor.retry_due(rest)
+        elif kind == "start":
+            await self._start_session(rest)
         elif kind == "timeout":
             task_id, _, attempt = rest.rpartition("|")
             await self.executor.attempt_timed_out(task_id, int(attempt))

@@ -47,6 +47,7 @@ async def _trigger(
         initial_payload=body.initial_payload,
         agent_id=agent_id,
         idempotency_key=idempotency_key,
+        start_at=body.start_at,
     )
     response.headers["Location"] = f"/v1/opscore/sessions/{session.session_id}"
     if not created:
@@ -56,12 +57,19 @@ async def _trigger(
         workflow_id=session.workflow_id,
         workflow_version=session.workflow_version,
         status=session.status,
-        message=(
-            f"workflow {session.workflow_id!r} started as session {session.session_id}"
-            if created
-            else f"session {session.session_id} was already started with this Idempotency-Key"
-        ),
+        message=_message(session, created),
     )
+
+
+def _message(session: Session, created: bool) -> str:
+    if not created:
+        return f"session {session.session_id} was already started with this Idempotency-Key"
+    if session.scheduled_at is not None:
+        return (
+            f"workflow {session.workflow_id!r} scheduled as session {session.session_id}, "
+            f"starting at {session.scheduled_at.isoformat()}"
+        )
+    return f"workflow {session.workflow_id!r} started as session {session.session_id}"
 
 
 @router.post(
