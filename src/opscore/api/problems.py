@@ -79,10 +79,13 @@ _CODE_BY_STATUS = {
 
 
 class FieldError(BaseModel):
-    """One bad field: where (``body.capabilities[0]``, ``query.limit``) and why."""
+    """One bad field: where (``body.capabilities[0]``, ``query.limit``) and why.
+    Workflow definition errors also name the task (``taskId``; null when the problem
+    is not about one task, and then ``field`` may be null too)."""
 
-    field: str
+    field: str | None
     message: str
+    taskId: str | None = None  # noqa: N815 - wire spelling
 
 
 class Problem(BaseModel):
