@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -26,6 +27,8 @@ from opscore.settings import Settings
 from opscore.storage.memory import MemoryStorage
 from opscore_sdk import AsyncOpsCoreClient
 from support.servers import serve_app
+
+T = TypeVar("T")
 
 API_KEY = "sdk-test-key-7d2e"
 BASE_URL = "http://opscore.test"
@@ -48,7 +51,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "webhook_secret": "sdk-test-webhook-secret",
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 async def _opened_app(data_dir: Path) -> tuple[FastAPI, MemoryStorage]:
@@ -94,13 +97,24 @@ class ThreadedOpsCore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._main, name="opscore-server", daemon=True)
 
-    def start(self) -> str:
-        self._thread.start()
+    @property
+    def url(self) -> str:
         return self._url.result(timeout=60)
 
+    def start(self) -> str:
+        self._thread.start()
+        return self.url
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float = 60.0) -> T:
+        """Run ``coro`` on the server's event loop (e.g. start an agent helper there)."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout_s)
+
     def stop(self) -> None:
+        """Stop serving; safe to call twice."""
         if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=60)
 
     def _main(self) -> None:
@@ -124,11 +138,11 @@ class ThreadedOpsCore:
 
 
 @pytest.fixture
-def threaded_opscore(tmp_path: Path) -> Iterator[str]:
-    """URL of a real Ops-Core served from another thread (for the blocking client)."""
+def threaded_opscore(tmp_path: Path) -> Iterator[ThreadedOpsCore]:
+    """A real Ops-Core served from another thread (for the blocking client)."""
     server = ThreadedOpsCore(tmp_path / "threaded")
-    url = server.start()
+    server.start()
     try:
-        yield url
+        yield server
     finally:
         server.stop()
