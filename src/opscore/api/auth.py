@@ -15,7 +15,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from opscore.errors import AuthenticationError
 
-__all__ = ["bearer_scheme", "key_matches", "require_api_key"]
+__all__ = [
+    "authenticate",
+    "bearer_scheme",
+    "key_matches",
+    "require_api_key",
+    "route_requires_api_key",
+]
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -34,14 +40,25 @@ def key_matches(presented: str, keys: frozenset[str]) -> bool:
     return matched
 
 
-async def require_api_key(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> None:
-    """Dependency: raise AuthenticationError (401) unless a valid bearer key is sent."""
+def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> None:
+    """Raise AuthenticationError (401) unless ``credentials`` hold a valid key."""
     if credentials is None:
         raise AuthenticationError(
             "this endpoint needs an API key: send 'Authorization: Bearer <key>'"
         )
     if not key_matches(credentials.credentials, request.app.state.services.api_keys):
         raise AuthenticationError("the API key is not valid")
+
+
+async def require_api_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> None:
+    """Dependency: raise AuthenticationError (401) unless a valid bearer key is sent."""
+    authenticate(request, credentials)
+
+
+def route_requires_api_key(route: object) -> bool:
+    """True if the matched route (``request.scope["route"]``) is behind the API key."""
+    dependencies = getattr(route, "dependencies", None) or ()
+    return any(getattr(d, "dependency", None) is require_api_key for d in dependencies)

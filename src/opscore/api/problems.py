@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
+from opscore.api.auth import authenticate, bearer_scheme, route_requires_api_key
 from opscore.errors import (
     AuthenticationError,
     ConflictError,
@@ -85,7 +86,7 @@ class FieldError(BaseModel):
 
     field: str | None
     message: str
-    taskId: str | None = None  # noqa: N815 - wire spelling
+    taskId: str | None = None
 
 
 class Problem(BaseModel):
@@ -183,6 +184,13 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
     assert isinstance(exc, RequestValidationError)
     raw = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in raw):
+        # FastAPI parses the body before running dependencies; an unauthenticated caller
+        # must still get the 401 and learn nothing about the body.
+        if route_requires_api_key(request.scope.get("route")):
+            try:
+                authenticate(request, await bearer_scheme(request))
+            except AuthenticationError as auth_error:
+                return await _opscore_error(request, auth_error)
         first = next(e for e in raw if e.get("type") == "json_invalid")
         reason = (first.get("ctx") or {}).get("error") or first.get("msg", "")
         return problem_response(
