@@ -367,3 +367,22 @@ async def test_stored_workflow_versions_and_session_keeps_its_version(opscore: O
     assert session["workflowVersion"] == "1"
     assert session["status"] == "completed"
     assert len(session["tasks"]) == 1
+
+
+async def test_timed_out_attempt_frees_its_agent_despite_a_stale_active(opscore: OpsCore) -> None:
+    async with ContractAgent(behaviour="silent") as agent:
+        await agent.register(opscore.url, opscore.api_key)
+        await agent.report("idle")
+        workflow = linear_workflow(1, maxRetries=1, completionTimeoutS=0.4, retryBackoffS=0.01)
+        session_id = await opscore.trigger(workflow, agent_id=agent.agent_id)
+        [first] = await agent.wait_for_tasks(1)
+        # The agent starts and then hangs: its last word stays "active".
+        await agent.report("active", {"opscore_task_id": first["opscore_task_id"]})
+        [_, second] = await agent.wait_for_tasks(2)
+        state = (await opscore.client.get(f"/v1/opscore/agent/{agent.agent_id}/state")).json()
+        assert state["state"] == "active"  # stale, yet the retry was sent
+        assert second["opscore_attempt"] == 2
+        await agent.report("idle", {"opscore_task_id": second["opscore_task_id"], "ok": True})
+        session = await opscore.wait_session(session_id)
+    assert session["status"] == "completed"
+    assert [a["status"] for a in attempts_of(session, "s1")] == ["failed", "completed"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+import yaml
+
 from support.opscore_server import OpsCore, linear_workflow
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "workflows"
@@ -111,3 +114,26 @@ async def test_bad_bodies_are_clear_4xx(opscore: OpsCore) -> None:
 async def test_schema_is_served(opscore: OpsCore) -> None:
     schema = (await opscore.client.get("/v1/opscore/schemas/workflow")).json()
     assert "maxRetries" in str(schema)
+
+
+async def test_workflow_dir_is_loaded_at_start(tmp_path: Path) -> None:
+    from opscore.api.app import create_app
+    from opscore.storage.memory import MemoryStorage
+    from support.opscore_server import API_KEY, engine_settings
+
+    app = create_app(engine_settings(tmp_path, workflow_dir=EXAMPLES), storage=MemoryStorage())
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=transport,
+            base_url="http://opscore",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        ) as client,
+    ):
+        listed = (await client.get("/v1/opscore/workflows")).json()["items"]
+    expected = {
+        "sample_workflow_id",
+        *(yaml.safe_load(p.read_text())["id"] for p in EXAMPLES.glob("*.yaml")),
+    }
+    assert {w["id"] for w in listed} >= expected

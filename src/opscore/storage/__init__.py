@@ -27,10 +27,8 @@ def create_storage(url: str, *, sqlite_synchronous: str = "NORMAL") -> Storage:
 
         return MemoryStorage()
     if scheme == "sqlite":
-        try:
-            from opscore.storage.sqlite import SQLiteStorage
-        except ImportError as exc:  # pragma: no cover - aiosqlite is a base dependency
-            raise ConfigurationError(f"sqlite storage needs the aiosqlite package ({exc})") from exc
+        from opscore.storage.sqlite import SQLiteStorage  # the standard library's sqlite3
+
         path = url[len("sqlite:///") :] if url.lower().startswith("sqlite:///") else ""
         if not path:
             raise ConfigurationError(
