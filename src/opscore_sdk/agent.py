@@ -204,7 +204,7 @@ class Agent:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
         await self.start()
         try:
@@ -215,7 +215,7 @@ class Agent:
         finally:
             await self.stop()
             for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
 
     @contextlib.asynccontextmanager
@@ -246,8 +246,9 @@ class Agent:
             self.url = self._public_url or (
                 f"http://{_url_host(self._host)}:{self._server.port}{self._path}"
             )
-            await self._register()
+            # Accept before registering: Ops-Core may dispatch as soon as it knows us.
             self._accepting = True
+            await self._register()
             await self._client.update_state(self.agent_id, "idle", HEARTBEAT)
         except BaseException:
             await self._shutdown(report_offline=False)

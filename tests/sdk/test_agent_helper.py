@@ -5,6 +5,9 @@ transport to Ops-Core only."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -351,3 +354,50 @@ async def test_behind_agentkit_the_same_helper_works_and_retries_run_again(
     assert {c.task_id for c in calls} == {session.tasks[0].id}
     assert len(agentkit.runs) == 2
     assert all("opscore_attempt" not in f.body for f in agentkit.forwards)
+
+
+def documented_agent() -> str:
+    """The first Python example of docs/sdk.md: the fifteen-line agent."""
+    text = (Path(__file__).parents[2] / "docs" / "sdk.md").read_text()
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_documented_agent_runs_as_pasted_and_stops_on_sigterm(
+    opscore_url: str, aclient: AsyncOpsCoreClient, tmp_path: Path
+) -> None:
+    script = tmp_path / "agent.py"
+    script.write_text(documented_agent())
+    assert len(documented_agent().strip().splitlines()) <= 15
+    env = {**os.environ, "OPSCORE_API_URL": opscore_url, "OPSCORE_API_KEY": API_KEY}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        page = await eventually(
+            lambda: aclient.list_agents(capability="summarize", state="idle"),
+            lambda p: bool(p.items),
+            what="the documented agent to register and report idle",
+        )
+        agent_id = page.items[0].agent_id
+        text = "Ops-Core runs workflows durably across restarts."
+        started = await aclient.trigger(
+            definition=workflow("docs", "summarize", parameters={"text": text})
+        )
+        session = await aclient.wait(started.session_id, timeout_s=30, poll_interval_s=0.05)
+        assert session.status == "completed"
+        assert session.tasks is not None
+        assert session.tasks[0].result == {"summary": text[:20]}
+
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+        assert process.returncode == 0, stderr.decode()
+        assert b"Traceback" not in stderr
+        assert (await aclient.get_state(agent_id)).state == "offline"
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
