@@ -94,6 +94,10 @@ def create_app(settings: Settings | None = None, *, storage: Storage | None = No
     )
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Identities of the public routes (routes are unhashable), for auth.route_requires_api_key.
+    app.state.public_route_ids = frozenset(
+        id(route) for spec in ROUTERS if spec.public for route in spec.router.routes
+    )
     for spec in ROUTERS:
         if spec.public:
             app.include_router(spec.router, responses=_COMMON_RESPONSES)

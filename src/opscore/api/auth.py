@@ -58,7 +58,10 @@ async def require_api_key(
     authenticate(request, credentials)
 
 
-def route_requires_api_key(route: object) -> bool:
-    """True if the matched route (``request.scope["route"]``) is behind the API key."""
-    dependencies = getattr(route, "dependencies", None) or ()
-    return any(getattr(d, "dependency", None) is require_api_key for d in dependencies)
+def route_requires_api_key(request: Request) -> bool:
+    """True if the route matched for ``request`` is behind the API key: every route
+    except those of public routers, whose ids the app factory keeps in
+    ``app.state.public_route_ids``."""
+    route = request.scope.get("route")
+    public: frozenset[int] = getattr(request.app.state, "public_route_ids", frozenset())
+    return route is not None and id(route) not in public

@@ -186,7 +186,7 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
     if any(e.get("type") == "json_invalid" for e in raw):
         # FastAPI parses the body before running dependencies; an unauthenticated caller
         # must still get the 401 and learn nothing about the body.
-        if route_requires_api_key(request.scope.get("route")):
+        if route_requires_api_key(request):
             try:
                 authenticate(request, await bearer_scheme(request))
             except AuthenticationError as auth_error:
