@@ -38,7 +38,7 @@ async def test_openapi_lists_the_routes_and_security(
 ) -> None:
     app, client = app_client
     ops = set(_operations(app))
-    assert PUBLIC <= ops
+    assert ops >= PUBLIC
     for op in [
         ("post", "/v1/opscore/agents"),
         ("get", "/v1/opscore/agents"),
