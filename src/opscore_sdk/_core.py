@@ -16,6 +16,7 @@ import os
 import random
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -44,6 +45,10 @@ T = TypeVar("T")
 API_URL_ENV = "OPSCORE_API_URL"
 API_KEY_ENV = "OPSCORE_API_KEY"
 DEFAULT_API_URL = "http://127.0.0.1:8000"
+# Where a local server keeps its generated key (the server's OPSCORE_DATA_DIR setting).
+DATA_DIR_ENV = "OPSCORE_DATA_DIR"
+DEFAULT_DATA_DIR = ".opscore"
+API_KEY_FILENAME = "api_key"
 
 
 def _version() -> str:
@@ -56,11 +61,30 @@ def _version() -> str:
 USER_AGENT = f"opscore-sdk/{_version()}"
 
 
+def _is_local(url: str) -> bool:
+    host = httpx.URL(url).host
+    return host in {"localhost", "127.0.0.1", "::1"}
+
+
+def _local_key() -> str | None:
+    """The key a local ``opscore serve`` generated: ``<data dir>/api_key``.
+
+    Only read for a server on this machine, so the key never goes to another host.
+    """
+    path = Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR) / API_KEY_FILENAME
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class ClientConfig:
     """Connection settings of a client, normalised once.
 
-    Arguments win over the environment (``OPSCORE_API_URL``, ``OPSCORE_API_KEY``).
+    Arguments win over the environment (``OPSCORE_API_URL``, ``OPSCORE_API_KEY``). With
+    no key given either way and a server on this machine, the key a local server
+    generated is used (``$OPSCORE_DATA_DIR/api_key``, default ``.opscore/api_key``).
     """
 
     base_url: str
@@ -85,6 +109,8 @@ class ClientConfig:
     ) -> ClientConfig:
         url = base_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        if key is None and _is_local(url):
+            key = _local_key()
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
         if max_retries < 0 or backoff_s < 0 or backoff_max_s < 0:

@@ -102,7 +102,9 @@ class OpsCoreClient:
     Args:
         base_url: API root, e.g. ``http://127.0.0.1:8000``; default ``$OPSCORE_API_URL``
             or ``http://127.0.0.1:8000``.
-        api_key: bearer key; default ``$OPSCORE_API_KEY``.
+        api_key: bearer key; default ``$OPSCORE_API_KEY``, else, for a server on this
+            machine, the key a local server generated (``.opscore/api_key``, or
+            ``$OPSCORE_DATA_DIR/api_key``).
         timeout_s: per-request timeout, seconds.
         max_retries: retries of a safe call after a connection error or a 503.
         backoff_s: wait before the first retry, doubled each time, seconds.

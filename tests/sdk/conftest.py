@@ -35,11 +35,13 @@ BASE_URL = "http://opscore.test"
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Clients and servers are configured in code only, never by the caller's environment."""
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Clients and servers are configured in code only, never by the caller's environment
+    (nor by a ``.opscore/api_key`` in the working directory)."""
     for key in list(os.environ):
         if key.upper().startswith("OPSCORE_"):
             monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -204,6 +205,29 @@ def test_configuration_from_environment_and_arguments(monkeypatch: pytest.Monkey
 
     with pytest.raises(ValueError, match="timeout_s"):
         OpsCoreClient(timeout_s=0)
+
+
+def test_a_local_server_key_file_is_used_only_for_local_servers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".opscore").mkdir()
+    (tmp_path / ".opscore" / "api_key").write_text("generated-key\n")
+    with OpsCoreClient("http://127.0.0.1:8000") as local:
+        assert local.config.api_key == "generated-key"
+    with OpsCoreClient("http://localhost:8000", "explicit") as explicit:
+        assert explicit.config.api_key == "explicit"
+    with OpsCoreClient("https://opscore.example.com") as remote:
+        assert remote.config.api_key is None
+
+    elsewhere = tmp_path / "data"
+    elsewhere.mkdir()
+    (elsewhere / "api_key").write_text("other-key")
+    monkeypatch.setenv("OPSCORE_DATA_DIR", str(elsewhere))
+    with OpsCoreClient() as relocated:
+        assert relocated.config.api_key == "other-key"
+    monkeypatch.setenv("OPSCORE_API_KEY", "env-key")
+    with OpsCoreClient() as from_env:
+        assert from_env.config.api_key == "env-key"
 
 
 async def test_async_client_context_manager_closes() -> None:
