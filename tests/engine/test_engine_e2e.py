@@ -386,3 +386,26 @@ async def test_timed_out_attempt_frees_its_agent_despite_a_stale_active(opscore:
         session = await opscore.wait_session(session_id)
     assert session["status"] == "completed"
     assert [a["status"] for a in attempts_of(session, "s1")] == ["failed", "completed"]
+
+
+async def test_an_idle_sent_before_the_dispatch_completes_nothing(opscore: OpsCore) -> None:
+    async with ContractAgent(behaviour="silent", correlate=False) as agent:
+        await agent.register(opscore.url, opscore.api_key)
+        await agent.report("idle")
+        session_id = await opscore.trigger(linear_workflow(1), agent_id=agent.agent_id)
+        await agent.wait_for_tasks(1)
+        # A report the agent wrote a minute ago (delayed in transit) arrives now.
+        stale = {
+            "agentId": agent.agent_id,
+            "timestamp": "2020-01-01T00:00:00.000+00:00",
+            "state": "idle",
+            "details": {},
+        }
+        response = await opscore.client.post(
+            f"/v1/opscore/agent/{agent.agent_id}/state", json=stale
+        )
+        assert response.status_code == 202
+        assert (await opscore.session(session_id))["tasks"][0]["status"] == "dispatched"
+        await agent.report("idle", {"done": True})
+        session = await opscore.wait_session(session_id)
+    assert session["tasks"][0]["result"] == {"done": True}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
@@ -18,6 +18,7 @@ from opscore.engine.definition import TaskPolicy, WorkflowDefinition, backoff_de
 from opscore.engine.planner import TaskOutcome, plan
 from opscore.engine.records import (
     ACTIVE_TASK_STATUSES,
+    FINAL_TASK_STATUSES,
     IN_FLIGHT_TASK_STATUSES,
     Session,
     Task,
@@ -32,6 +33,7 @@ __all__ = ["Executor", "Kicker", "policy_doc", "retry_timer", "timeout_timer"]
 log = structlog.get_logger("opscore.engine")
 
 _DEFINITION_CACHE_SIZE = 1024
+_REPORT_CLOCK_TOLERANCE = timedelta(seconds=1)
 
 
 class Kicker(Protocol):
@@ -118,10 +120,21 @@ class Executor:
         await self._store.update_task(task_id, change)
 
     async def complete_attempt(
-        self, task_id: str, attempt: int | None, agent_id: str | None, result: dict[str, Any]
+        self,
+        task_id: str,
+        attempt: int | None,
+        agent_id: str | None,
+        result: dict[str, Any],
+        *,
+        reported_at: datetime | None = None,
     ) -> bool:
         """Record a successful attempt and advance the session. False if the attempt was
-        no longer in flight (a duplicate or late report): nothing is applied twice."""
+        no longer in flight (a duplicate or late report): nothing is applied twice.
+
+        ``reported_at``: when the agent says it sent the report. An ``idle`` stamped
+        well before the attempt was dispatched (sent before the agent got the task)
+        cannot be its completion while the agent has not said ``active``. Agents stamp
+        with coarse precision (AgentKit: milliseconds; some: seconds), hence a tolerance."""
         applied: dict[str, Any] = {}
 
         def change(task: Task) -> Task | None:
@@ -129,6 +142,12 @@ class Executor:
             if not _is_current(task, attempt, agent_id):
                 return None
             assert current is not None
+            if (
+                reported_at is not None
+                and task.status == "dispatched"
+                and reported_at < current.dispatched_at - _REPORT_CLOCK_TOLERANCE
+            ):
+                return None
             now = utcnow()
             done = current.model_copy(
                 update={
@@ -245,9 +264,10 @@ class Executor:
     async def _release_after_report(
         self, task: Task | None, attempt: int | None, agent_id: str | None
     ) -> None:
-        # A terminal report for a task that is no longer in flight (cancelled meanwhile)
-        # still frees the agent that was working on it.
-        if task is None or agent_id is None or task.status in IN_FLIGHT_TASK_STATUSES:
+        # A terminal report for a task that is over (cancelled meanwhile) still frees
+        # the agent that was working on it. A task that is still queued is being
+        # claimed right now (slot taken, task not yet marked): its slot must stay.
+        if task is None or agent_id is None or task.status not in FINAL_TASK_STATUSES:
             return
         if await self._store.release_slot(agent_id, task.id, attempt):
             self._kicker.kick_agent(agent_id)

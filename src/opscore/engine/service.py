@@ -449,7 +449,11 @@ class WorkflowEngine:
             elif entry.state in {"idle", "finished"}:
                 if details.get("opscore_heartbeat") is not True:
                     await self.executor.complete_attempt(
-                        task_id, attempt, agent_id, _strip_correlation(details)
+                        task_id,
+                        attempt,
+                        agent_id,
+                        _strip_correlation(details),
+                        reported_at=entry.timestamp,
                     )
             elif entry.state == "error":
                 await self.executor.fail_attempt(
