@@ -27,12 +27,9 @@ import contextlib
 import inspect
 import json
 import logging
-import re
 import signal
-import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -42,6 +39,18 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from opscore_sdk._agent_http import EmbeddedServer
+from opscore_sdk._agent_support import (
+    Job,
+    TaskContext,
+    TaskHandler,
+    answer,
+    correlation,
+    generated_id,
+    job_from_message,
+    positional_arity,
+    result_details,
+    url_host,
+)
 from opscore_sdk.aio import AsyncOpsCoreClient
 from opscore_sdk.errors import NotFoundError, OpsCoreConnectionError, OpsCoreError, ServerError
 
@@ -52,46 +61,10 @@ HEARTBEAT: Mapping[str, Any] = {"opscore_heartbeat": True}
 #: ``error_code`` reported when the handler raises (the AgentKit SDK's spelling).
 PROCESSING_ERROR = "PROCESSING_ERROR"
 
-#: A task handler: ``(payload, ctx) -> result`` or ``(payload) -> result``, sync or async.
-TaskHandler = Callable[..., Any]
 H = TypeVar("H", bound=TaskHandler)
 
 _log = logging.getLogger("opscore_sdk.agent")
 _SEEN_MAX = 1024
-_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.:@-]+")
-
-
-@dataclass(frozen=True)
-class TaskContext:
-    """What a handler knows about the task it runs.
-
-    Attributes:
-        task_id: Ops-Core's runtime task id (``opscore_task_id``), if sent.
-        attempt: the attempt number (``opscore_attempt``; AgentKit drops it).
-        session_id: the workflow run (``opscore_session_id`` or ``sessionContext``).
-        task_name: the definition's step id (``task_name``).
-        agent_id: this agent.
-        message: the whole MessagePayload as received.
-        logger: a logger whose records carry agent, task and attempt.
-    """
-
-    task_id: str | None
-    attempt: int | None
-    session_id: str | None
-    task_name: str | None
-    agent_id: str
-    message: dict[str, Any] = field(repr=False)
-    logger: logging.LoggerAdapter[logging.Logger] = field(repr=False)
-
-
-@dataclass
-class _Job:
-    """The task being worked on."""
-
-    key: tuple[str, int | None] | None
-    context: TaskContext
-    payload: dict[str, Any]
-    runner: asyncio.Task[None] | None = None
 
 
 class Agent:
@@ -142,7 +115,7 @@ class Agent:
             raise ValueError("heartbeat_s and the report backoffs must be positive")
         self.name = name
         self.capabilities = list(capabilities)
-        self.agent_id = agent_id or _generated_id(name)
+        self.agent_id = agent_id or generated_id(name)
         self.version = version
         self.metadata = dict(metadata or {})
         self.transport: Literal["direct", "agentkit"] = "agentkit" if behind_agentkit else "direct"
@@ -161,7 +134,7 @@ class Agent:
         self._client: AsyncOpsCoreClient | None = None
         self._server: EmbeddedServer | None = None
         self._heartbeat: asyncio.Task[None] | None = None
-        self._job: _Job | None = None
+        self._job: Job | None = None
         self._finishing: set[asyncio.Task[None]] = set()
         self._seen: OrderedDict[tuple[str, int | None], str] = OrderedDict()
         self._accepting = False
@@ -244,7 +217,7 @@ class Agent:
         try:
             await self._server.start()
             self.url = self._public_url or (
-                f"http://{_url_host(self._host)}:{self._server.port}{self._path}"
+                f"http://{url_host(self._host)}:{self._server.port}{self._path}"
             )
             # Accept before registering: Ops-Core may dispatch as soon as it knows us.
             self._accepting = True
@@ -357,48 +330,24 @@ class Agent:
 
     async def _receive(self, request: Request) -> JSONResponse:
         if not self._accepting:
-            return _answer(503, "unavailable", "the agent is not accepting tasks")
+            return answer(503, "unavailable", "the agent is not accepting tasks")
         try:
             body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return _answer(400, "invalid", "the body is not JSON")
+            return answer(400, "invalid", "the body is not JSON")
         if not isinstance(body, dict) or not isinstance(body.get("payload"), dict):
-            return _answer(422, "invalid", "expected a MessagePayload with a 'payload' object")
-        job = self._job_for(body)
+            return answer(422, "invalid", "expected a MessagePayload with a 'payload' object")
+        job = job_from_message(body, self.agent_id, _log)
         if job.key is not None and self._is_duplicate(job.key):
-            return _answer(200, "duplicate", "this attempt was already received", job)
+            return answer(200, "duplicate", "this attempt was already received", job)
         if self._job is not None:
             running = self._job.context.task_id
-            return _answer(409, "busy", f"the agent is working on task {running}", job)
+            return answer(409, "busy", f"the agent is working on task {running}", job)
         if job.key is not None:
             self._remember(job.key, "running")
         self._job = job
         job.runner = asyncio.create_task(self._work(job), name=f"task:{job.context.task_id}")
-        return _answer(202, "accepted", "task accepted", job)
-
-    def _job_for(self, body: dict[str, Any]) -> _Job:
-        task_id = body.get("opscore_task_id")
-        task_id = task_id if isinstance(task_id, str) and task_id else None
-        attempt = body.get("opscore_attempt")
-        attempt = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None
-        session_id = body.get("opscore_session_id")
-        context = body.get("sessionContext")
-        if not isinstance(session_id, str) and isinstance(context, dict):
-            session_id = context.get("sessionId")
-        task_name = body.get("task_name")
-        ctx = TaskContext(
-            task_id=task_id,
-            attempt=attempt,
-            session_id=session_id if isinstance(session_id, str) else None,
-            task_name=task_name if isinstance(task_name, str) else None,
-            agent_id=self.agent_id,
-            message=body,
-            logger=logging.LoggerAdapter(
-                _log, {"agent_id": self.agent_id, "task_id": task_id, "attempt": attempt}
-            ),
-        )
-        key = (task_id, attempt) if task_id is not None else None
-        return _Job(key=key, context=ctx, payload=body["payload"])
+        return answer(202, "accepted", "task accepted", job)
 
     def _is_duplicate(self, key: tuple[str, int | None]) -> bool:
         outcome = self._seen.get(key)
@@ -415,13 +364,13 @@ class Agent:
             self._seen.popitem(last=False)
 
     # -- working ---------------------------------------------------------------------------
-    async def _work(self, job: _Job) -> None:
+    async def _work(self, job: Job) -> None:
         ctx = job.context
-        correlation = _correlation(ctx)
+        ids = correlation(ctx)
         try:
-            await self._report_best_effort("active", correlation)
+            await self._report_best_effort("active", ids)
             try:
-                details = _result_details(await self._call_handler(job))
+                details = result_details(await self._call_handler(job))
                 ok = True
             except Exception as exc:
                 ctx.logger.exception("task %s failed", ctx.task_id)
@@ -432,15 +381,15 @@ class Agent:
             if ok:
                 # Free first: the idle report lets Ops-Core send the next task at once.
                 self._release(job)
-                await self._report_until_acknowledged("idle", {**details, **correlation})
+                await self._report_until_acknowledged("idle", {**details, **ids})
             else:
-                await self._report_until_acknowledged("error", {**details, **correlation})
+                await self._report_until_acknowledged("error", {**details, **ids})
                 self._release(job)
                 await self._report_until_acknowledged("idle", HEARTBEAT)
         finally:
             self._release(job)
 
-    def _release(self, job: _Job) -> None:
+    def _release(self, job: Job) -> None:
         if self._job is job:
             self._job = None
             if job.runner is not None and not job.runner.done():
@@ -448,11 +397,11 @@ class Agent:
                 self._finishing.add(job.runner)
                 job.runner.add_done_callback(self._finishing.discard)
 
-    async def _call_handler(self, job: _Job) -> Any:
+    async def _call_handler(self, job: Job) -> Any:
         handler = self._handler
         assert handler is not None
         args: tuple[Any, ...] = (job.payload, job.context)
-        if _positional_arity(handler) < 2:
+        if positional_arity(handler) < 2:
             args = (job.payload,)
         if inspect.iscoroutinefunction(handler):
             return await handler(*args)
@@ -465,50 +414,3 @@ class Agent:
             await self._client.update_state(self.agent_id, state, details)
         except OpsCoreError as exc:
             _log.warning("agent %s could not report %r: %s", self.agent_id, state, exc)
-
-
-def _answer(status: int, outcome: str, detail: str, job: _Job | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"status": outcome, "detail": detail}
-    if job is not None:
-        body["agentId"] = job.context.agent_id
-        body["opscore_task_id"] = job.context.task_id
-    return JSONResponse(body, status_code=status)
-
-
-def _correlation(ctx: TaskContext) -> dict[str, Any]:
-    values = {"opscore_task_id": ctx.task_id, "opscore_attempt": ctx.attempt}
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _result_details(value: Any) -> dict[str, Any]:
-    """The handler's return value as report details; raises if it is not JSON."""
-    details = dict(value) if isinstance(value, Mapping) else {"result": value}
-    try:
-        json.dumps(details)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"the handler's result is not JSON-serialisable: {exc}") from exc
-    return details
-
-
-def _positional_arity(handler: TaskHandler) -> int:
-    try:
-        parameters = inspect.signature(handler).parameters.values()
-    except (TypeError, ValueError):
-        return 2
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
-        return 2
-    return sum(1 for p in parameters if p.kind in kinds)
-
-
-def _generated_id(name: str) -> str:
-    slug = _ID_UNSAFE.sub("-", name).strip("-._:@")[:100] or "agent"
-    return f"{slug}-{uuid.uuid4().hex[:8]}"
-
-
-def _url_host(host: str) -> str:
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
