@@ -179,11 +179,13 @@ class Agent:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
-        await self.start()
         try:
-            assert self._server is not None
+            await self.start()
+            server = self._server
             waiter = asyncio.create_task(stop.wait())
-            await asyncio.wait({waiter, self._server.task}, return_when=asyncio.FIRST_COMPLETED)
+            watched = {waiter} if server is None else {waiter, server.task}
+            # Ends on a signal, or if the HTTP server dies.
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
         finally:
             await self.stop()
