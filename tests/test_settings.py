@@ -174,3 +174,9 @@ async def test_default_storage_is_sqlite_in_the_data_dir(tmp_path: Path) -> None
     finally:
         await stop_services(services)
     assert (tmp_path / "home" / "opscore.db").exists()
+
+
+def test_every_setting_is_documented() -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    for name in Settings.model_fields:
+        assert f"`OPSCORE_{name.upper()}`" in doc, f"OPSCORE_{name.upper()} is not documented"
