@@ -46,6 +46,8 @@ async def test_one_json_access_line_per_request(
     await client.get("/v1/opscore/agents", headers={"X-Request-ID": "rid-3"})
     await client.get("/health", headers={"Authorization": ""})
     await client.get("/nowhere")
+    await client.get("/v1/opscore/sessions/s-1")
+    await client.get("/v1/opscore/tasks/s-1:t1")
     lines = _lines(log_stream)
     access = [line for line in lines if line["event"] == "request"]
     assert [(a["method"], a["path"], a["status"]) for a in access] == [
@@ -54,6 +56,8 @@ async def test_one_json_access_line_per_request(
         ("GET", "/v1/opscore/agents", 200),
         ("GET", "/health", 200),
         ("GET", "/nowhere", 404),
+        ("GET", "/v1/opscore/sessions/s-1", 404),
+        ("GET", "/v1/opscore/tasks/s-1:t1", 404),
     ]
     for line in access:
         assert line["level"] == "info"
@@ -66,6 +70,8 @@ async def test_one_json_access_line_per_request(
     assert access[1]["agentId"] == "agent-7"
     assert access[1]["requestId"] == "rid-2"
     assert "agentId" not in access[2]
+    assert access[5]["sessionId"] == "s-1"
+    assert access[6]["taskId"] == "s-1:t1"
     # Nothing stays bound once the request is over.
     assert structlog.contextvars.get_contextvars() == {}
 

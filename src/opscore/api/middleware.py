@@ -5,7 +5,7 @@
 * the body-size limit: a ``Content-Length`` over the limit is refused before the app
   runs; a chunked body is counted as it streams and cut off once over the limit;
 * one access log line per request (method, path, status, durationMs, requestId, and
-  agentId when the path names an agent);
+  agentId / sessionId / taskId when the path names one);
 * the last line of defence: an unexpected exception becomes a logged 500 problem.
 """
 
@@ -27,7 +27,8 @@ __all__ = ["REQUEST_ID_HEADER", "RequestContextMiddleware"]
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_HEADER_RAW = REQUEST_ID_HEADER.lower().encode()
 _SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
-_AGENT_IN_PATH = re.compile(r"^/v1/opscore/agents?/([^/]+)")
+_ID_IN_PATH = re.compile(r"^/v1/opscore/(agents?|sessions|tasks)/([^/]+)")
+_ID_FIELD = {"agent": "agentId", "agents": "agentId", "sessions": "sessionId", "tasks": "taskId"}
 
 access_log = structlog.get_logger("opscore.access")
 log = structlog.get_logger("opscore.api")
@@ -68,12 +69,12 @@ class RequestContextMiddleware:
         )
         scope.setdefault("state", {})["request_id"] = request_id
         path: str = scope["path"]
-        match = _AGENT_IN_PATH.match(path)
-        agent_id = match.group(1) if match else None
+        match = _ID_IN_PATH.match(path)
+        path_id = {_ID_FIELD[match.group(1)]: match.group(2)} if match else {}
         # Routes may bind more fields (agentId, sessionId); restore the caller's context
         # afterwards, which matters when the app runs in the caller's task (tests).
         outer_context = structlog.contextvars.get_contextvars()
-        bind_correlation(requestId=request_id, agentId=agent_id)
+        bind_correlation(requestId=request_id, **path_id)
         status = 500
         response_started = False
         id_header = (b"x-request-id", request_id.encode())
