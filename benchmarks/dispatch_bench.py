@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +55,20 @@ class Agents:
     latencies_ms: list[float] = field(default_factory=list)
     received: int = 0
     pending: set[asyncio.Task[None]] = field(default_factory=set)
+    failed_reports: list[str] = field(default_factory=list)
 
     async def report(self, agent_id: str, state: str, details: dict[str, Any]) -> None:
         body = {
             "agentId": agent_id,
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "state": state,
             "details": details,
         }
         response = await self.client.post(
             f"{self.opscore_url}/v1/opscore/agent/{agent_id}/state", json=body
         )
-        response.raise_for_status()
+        if response.is_error:
+            self.failed_reports.append(f"{response.status_code} {response.text[:300]}")
 
     async def work(self, agent_id: str, message: dict[str, Any]) -> None:
         if self.report_active:
@@ -131,7 +134,7 @@ async def run(args: argparse.Namespace) -> None:
         "OPSCORE_STORAGE_URL": storage,
         "OPSCORE_DATA_DIR": str(data_dir),
         "OPSCORE_API_KEY": API_KEY,
-        "OPSCORE_LOG_LEVEL": "warning",
+        "OPSCORE_LOG_LEVEL": "debug" if args.server_log else "warning",
     }
     if storage.startswith("redis"):
         import redis
@@ -146,7 +149,7 @@ async def run(args: argparse.Namespace) -> None:
         str(port),
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=open(args.server_log, "wb") if args.server_log else subprocess.DEVNULL,  # noqa: SIM115, ASYNC230
     )
     opscore_url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {API_KEY}"}
@@ -211,6 +214,15 @@ async def run(args: argparse.Namespace) -> None:
             for session_id in session_ids:
                 body = (await client.get(f"{opscore_url}/v1/opscore/sessions/{session_id}")).json()
                 completed += body["status"] == "completed"
+                if body["status"] != "completed":
+                    print(f"session {session_id} is {body['status']}:")
+                    for task in body["tasks"]:
+                        attempts = [
+                            (a["attempt"], a["agentId"], a["status"]) for a in task["attempts"]
+                        ]
+                        print(
+                            f"  {task['taskId']} {task['status']} agent={task['agentId']} {attempts}"
+                        )
             lat = sorted(agents.latencies_ms)
             p50 = statistics.median(lat) if lat else float("nan")
             p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
@@ -224,6 +236,9 @@ async def run(args: argparse.Namespace) -> None:
                 f"elapsed={elapsed:.2f}s steps/s={agents.received / elapsed:.1f}"
             )
             print(f"dispatch latency ms: p50={p50:.2f} p99={p99:.2f} (n={len(lat)})")
+            if agents.failed_reports:
+                print(f"{len(agents.failed_reports)} state reports failed, first: ")
+                print("  " + "\n  ".join(agents.failed_reports[:5]))
             agent_server.should_exit = True
             await serving
     finally:
@@ -244,6 +259,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--report-active", action="store_true", help="agents report active first")
     parser.add_argument("--timeout-s", type=float, default=300.0)
+    parser.add_argument("--server-log", help="write the server's log lines to this file")
     asyncio.run(run(parser.parse_args()))
 
 

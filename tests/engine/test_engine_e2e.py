@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -409,3 +410,28 @@ async def test_an_idle_sent_before_the_dispatch_completes_nothing(opscore: OpsCo
         await agent.report("idle", {"done": True})
         session = await opscore.wait_session(session_id)
     assert session["tasks"][0]["result"] == {"done": True}
+
+
+async def test_an_idle_stamped_in_whole_seconds_still_completes(opscore: OpsCore) -> None:
+    # Some agents stamp reports from a coarse clock in whole seconds: a report sent just
+    # after the dispatch can read up to a second earlier than the dispatch itself.
+    async with ContractAgent(behaviour="silent", correlate=False) as agent:
+        await agent.register(opscore.url, opscore.api_key)
+        await agent.report("idle")
+        session_id = await opscore.trigger(linear_workflow(1), agent_id=agent.agent_id)
+        await agent.wait_for_tasks(1)
+        task = (await opscore.session(session_id))["tasks"][0]
+        dispatched = datetime.fromisoformat(task["dispatchedAt"])
+        coarse = dispatched.replace(microsecond=0) - timedelta(seconds=1)
+        response = await opscore.client.post(
+            f"/v1/opscore/agent/{agent.agent_id}/state",
+            json={
+                "agentId": agent.agent_id,
+                "timestamp": coarse.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+                "state": "idle",
+                "details": {"coarse": True},
+            },
+        )
+        assert response.status_code == 202
+        session = await opscore.wait_session(session_id)
+    assert session["tasks"][0]["result"] == {"coarse": True}

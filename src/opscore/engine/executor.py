@@ -33,7 +33,9 @@ __all__ = ["Executor", "Kicker", "policy_doc", "retry_timer", "timeout_timer"]
 log = structlog.get_logger("opscore.engine")
 
 _DEFINITION_CACHE_SIZE = 1024
-_REPORT_CLOCK_TOLERANCE = timedelta(seconds=1)
+# Agents stamp reports coarsely: whole seconds from a coarse clock can read more than
+# one second early. Two seconds cover that; an idle older than this is not a completion.
+_REPORT_CLOCK_TOLERANCE = timedelta(seconds=2)
 
 
 class Kicker(Protocol):
@@ -172,7 +174,16 @@ class Executor:
 
         updated = await self._store.update_task(task_id, change)
         if updated is None or not updated[1]:
-            await self._release_after_report(updated[0] if updated else None, attempt, agent_id)
+            current = updated[0] if updated else None
+            log.info(
+                "completion_not_applied",
+                taskId=task_id,
+                agentId=agent_id,
+                attempt=attempt,
+                taskStatus=current.status if current else None,
+                currentAttempt=current.current.attempt if current and current.current else None,
+            )
+            await self._release_after_report(current, attempt, agent_id)
             return False
         task = updated[0]
         log.info(

@@ -443,6 +443,13 @@ class WorkflowEngine:
         entry = change.entry
         details = entry.details
         task_id, attempt = await self._task_in_flight(agent_id, details)
+        log.debug(
+            "state_report_matched",
+            agentId=agent_id,
+            state=entry.state,
+            taskId=task_id,
+            attempt=attempt,
+        )
         if task_id is not None:
             if entry.state == "active":
                 await self.executor.start_attempt(task_id, attempt, agent_id)
