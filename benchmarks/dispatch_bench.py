@@ -220,9 +220,7 @@ async def run(args: argparse.Namespace) -> None:
                         attempts = [
                             (a["attempt"], a["agentId"], a["status"]) for a in task["attempts"]
                         ]
-                        print(
-                            f"  {task['taskId']} {task['status']} agent={task['agentId']} {attempts}"
-                        )
+                        print(f"  {task['taskId']} {task['status']} {task['agentId']} {attempts}")
             lat = sorted(agents.latencies_ms)
             p50 = statistics.median(lat) if lat else float("nan")
             p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
