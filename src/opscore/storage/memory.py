@@ -6,7 +6,6 @@ Every method runs without awaiting, so each call is atomic under asyncio.
 from __future__ import annotations
 
 import bisect
-import copy
 import itertools
 import json
 from collections import defaultdict, deque
@@ -20,10 +19,14 @@ __all__ = ["MemoryStorage"]
 JsonDict = dict[str, Any]
 
 
-def _frozen_copy(data: JsonDict) -> JsonDict:
-    # A JSON round-trip both copies and enforces what the durable backends enforce.
-    copied: JsonDict = json.loads(json.dumps(data))
-    return copied
+# Documents and log entries are kept as JSON text: decoding on every read hands each
+# caller its own copy (much cheaper than deepcopy) and enforces what the durable
+# backends enforce (JSON-able data only).
+_Stored = tuple[str, int, str]  # key, rev, JSON text
+
+
+def _document(stored: _Stored) -> Document:
+    return Document(stored[0], stored[1], json.loads(stored[2]))
 
 
 def _score_of(entry: tuple[float, str]) -> float:
@@ -36,19 +39,19 @@ class MemoryStorage(Storage):
 
     def __init__(self) -> None:
         super().__init__()
-        self._docs: dict[str, dict[str, Document]] = defaultdict(dict)
+        self._docs: dict[str, dict[str, _Stored]] = defaultdict(dict)
         self._sorted_keys: dict[str, list[str]] = defaultdict(list)
         self._doc_index: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self._index: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-        self._logs: dict[str, deque[JsonDict]] = {}
+        self._logs: dict[str, deque[str]] = {}
         self._queues: dict[str, dict[str, float]] = defaultdict(dict)
         # (score, member) kept sorted: peeks are a slice, not a sort.
         self._queue_order: dict[str, list[tuple[float, str]]] = defaultdict(list)
 
     # -- documents ---------------------------------------------------------------
     async def get(self, kind: str, key: str) -> Document | None:
-        doc = self._docs[kind].get(key)
-        return None if doc is None else Document(doc.key, doc.rev, copy.deepcopy(doc.data))
+        stored = self._docs[kind].get(key)
+        return None if stored is None else _document(stored)
 
     async def get_many(self, kind: str, keys: Sequence[str]) -> list[Document]:
         found = []
@@ -69,9 +72,9 @@ class MemoryStorage(Storage):
         for field, value in pairs:
             bisect.insort(self._index[(kind, field, value)], key)
         self._doc_index[(kind, key)] = pairs
-        doc = Document(key, rev, _frozen_copy(data))
-        docs[key] = doc
-        return Document(key, rev, copy.deepcopy(doc.data))
+        text = json.dumps(data)
+        docs[key] = (key, rev, text)
+        return Document(key, rev, json.loads(text))
 
     def _unindex(self, kind: str, key: str) -> None:
         for field, value in self._doc_index.pop((kind, key), []):
@@ -91,7 +94,7 @@ class MemoryStorage(Storage):
         self, kind: str, key: str, data: JsonDict, *, index: IndexValues | None = None
     ) -> Document:
         current = self._docs[kind].get(key)
-        return self._store(kind, key, (current.rev if current else 0) + 1, data, index)
+        return self._store(kind, key, (current[1] if current else 0) + 1, data, index)
 
     async def replace(
         self,
@@ -103,13 +106,13 @@ class MemoryStorage(Storage):
         index: IndexValues | None = None,
     ) -> Document | None:
         current = self._docs[kind].get(key)
-        if current is None or current.rev != expected_rev:
+        if current is None or current[1] != expected_rev:
             return None
         return self._store(kind, key, expected_rev + 1, data, index)
 
     async def delete(self, kind: str, key: str, *, expected_rev: int | None = None) -> bool:
         current = self._docs[kind].get(key)
-        if current is None or (expected_rev is not None and current.rev != expected_rev):
+        if current is None or (expected_rev is not None and current[1] != expected_rev):
             return False
         del self._docs[kind][key]
         keys = self._sorted_keys[kind]
@@ -128,10 +131,7 @@ class MemoryStorage(Storage):
         keys = self._sorted_keys[kind] if where is None else self._index[(kind, *where)]
         start = 0 if after is None else bisect.bisect_right(keys, after)
         docs = self._docs[kind]
-        return [
-            Document(k, docs[k].rev, copy.deepcopy(docs[k].data))
-            for k in keys[start : start + limit]
-        ]
+        return [_document(docs[k]) for k in keys[start : start + limit]]
 
     async def count(self, kind: str, *, where: tuple[str, str] | None = None) -> int:
         if where is None:
@@ -145,11 +145,11 @@ class MemoryStorage(Storage):
             # Newest entries are on the left: keep those when the bound shrinks.
             entries = deque(itertools.islice(entries or (), max(max_len, 0)), maxlen=max_len)
             self._logs[log] = entries
-        entries.appendleft(_frozen_copy(entry))
+        entries.appendleft(json.dumps(entry))
 
     async def log_read(self, log: str, *, offset: int = 0, limit: int = 100) -> list[JsonDict]:
         entries = list(self._logs.get(log, ()))
-        return copy.deepcopy(entries[offset : offset + limit])
+        return [json.loads(e) for e in entries[offset : offset + limit]]
 
     async def log_delete(self, log: str) -> None:
         self._logs.pop(log, None)
