@@ -128,24 +128,16 @@ class EngineStore:
         return await self._update(TASK_KIND, task_id, Task, change, Task.index)
 
     async def session_tasks(self, session_id: str) -> list[Task]:
-        tasks: list[Task] = []
-        after: str | None = None
-        while True:
-            batch = await self.storage.scan(
-                TASK_KIND, where=("sessionId", session_id), after=after, limit=500
-            )
-            tasks.extend(Task.from_doc(d.data) for d in batch)
-            if len(batch) < 500:
-                return tasks
-            after = batch[-1].key
+        return await self._all_tasks(("sessionId", session_id))
 
     async def tasks_with_status(self, status: str) -> list[Task]:
+        return await self._all_tasks(("status", status))
+
+    async def _all_tasks(self, where: tuple[str, str]) -> list[Task]:
         tasks: list[Task] = []
         after: str | None = None
         while True:
-            batch = await self.storage.scan(
-                TASK_KIND, where=("status", status), after=after, limit=500
-            )
+            batch = await self.storage.scan(TASK_KIND, where=where, after=after, limit=500)
             tasks.extend(Task.from_doc(d.data) for d in batch)
             if len(batch) < 500:
                 return tasks
