@@ -24,6 +24,7 @@ from opscore.engine.registry import WorkflowRegistry
 from opscore.engine.store import (
     SESSION_KIND,
     TASK_KIND,
+    TIMERS,
     EngineStore,
     new_time_ordered_id,
 )
@@ -125,13 +126,13 @@ class WorkflowEngine:
             await self.executor.enqueue(task)
         for task in await self.store.tasks_with_status("scheduled"):
             due = (task.next_attempt_at or utcnow()).timestamp()
-            await storage.queue_put("timers", retry_timer(task.id), due)
+            await storage.queue_put(TIMERS, retry_timer(task.id), due)
         for status in IN_FLIGHT_TASK_STATUSES:
             for task in await self.store.tasks_with_status(status):
                 current = task.current
                 if current is not None:
                     member = timeout_timer(task.id, current.attempt)
-                    await storage.queue_put("timers", member, current.deadline_at.timestamp())
+                    await storage.queue_put(TIMERS, member, current.deadline_at.timestamp())
         for status in ("pending", "running"):
             after: str | None = None
             while True:
@@ -142,7 +143,7 @@ class WorkflowEngine:
                     scheduled = doc.data.get("scheduledAt")
                     if status == "pending" and scheduled is not None:
                         due = datetime.fromisoformat(scheduled).timestamp()
-                        await storage.queue_put("timers", start_timer(doc.key), due)
+                        await storage.queue_put(TIMERS, start_timer(doc.key), due)
                     elif status == "pending":
                         await self._start_session(doc.key)
                     else:
