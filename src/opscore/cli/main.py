@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from opscore import __version__
 from opscore.api.app import create_app
+from opscore.cli import agents, demo, sessions, tasks, workflows
 from opscore.logging import LOG_LEVELS, configure_logging
 from opscore.settings import Settings
 
@@ -54,3 +55,10 @@ def serve(host: str, port: int, log_level: str | None) -> None:
         access_log=False,  # the API writes its own access line
         server_header=False,
     )
+
+
+main.add_command(agents.agent)
+main.add_command(workflows.workflow)
+main.add_command(sessions.session)
+main.add_command(tasks.task)
+main.add_command(demo.demo)

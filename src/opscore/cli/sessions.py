@@ -1,0 +1,163 @@
+"""``opscore session ...``: follow and control workflow runs."""
+
+from __future__ import annotations
+
+import click
+from rich.markup import escape
+
+from opscore_sdk import Session
+
+from .context import ApiGroup, api_options, json_option, open_client
+from .output import console, more_hint, print_json, sessions_table, stamp, styled, timeline_table
+from .progress import DEFAULT_POLL_S, final_line, poll_until_final, result_text, watch_session
+
+__all__ = ["session"]
+
+SESSION_STATUSES = ["pending", "running", "paused", "completed", "failed", "cancelled"]
+
+
+@click.group(cls=ApiGroup)
+def session() -> None:
+    """Follow and control workflow runs (sessions) and their task timelines."""
+
+
+@session.command("list")
+@click.option("--status", type=click.Choice(SESSION_STATUSES), help="Only sessions in this status.")
+@click.option("--agent", "agent_id", help="Only sessions of this agent.")
+@click.option("--workflow", "workflow_id", help="Only runs of this workflow.")
+@click.option(
+    "--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="Page size."
+)
+@click.option("--cursor", help="Continue after a previous page (its nextCursor).")
+@click.option("--all", "fetch_all", is_flag=True, help="Fetch every page.")
+@json_option
+@api_options
+def list_sessions(
+    status: str | None,
+    agent_id: str | None,
+    workflow_id: str | None,
+    limit: int,
+    cursor: str | None,
+    fetch_all: bool,
+    as_json: bool,
+) -> None:
+    """List sessions, newest first."""
+    filters = {"status": status, "agent_id": agent_id, "workflow_id": workflow_id}
+    with open_client() as client:
+        if fetch_all:
+            items = list(client.iter_sessions(**filters, page_size=limit))
+            next_cursor = None
+        else:
+            page = client.list_sessions(**filters, limit=limit, cursor=cursor)
+            items, next_cursor = page.items, page.next_cursor
+    if as_json:
+        print_json({"items": items, "nextCursor": next_cursor})
+        return
+    if not items:
+        click.echo("no sessions")
+    else:
+        console().print(sessions_table(items))
+    more_hint(next_cursor)
+
+
+@session.command()
+@click.argument("session_id")
+@json_option
+@api_options
+def show(session_id: str, as_json: bool) -> None:
+    """Show a session and its task timeline (status, agent, attempts, times, errors)."""
+    with open_client() as client:
+        found = client.get_session(session_id)
+    if as_json:
+        print_json(found)
+        return
+    _print_session(found)
+
+
+def _print_session(found: Session) -> None:
+    out = console()
+    out.print(timeline_table(found, out.width))
+    facts = [
+        f"created {stamp(found.created_at)}",
+        f"started {stamp(found.started_at)}",
+        f"finished {stamp(found.finished_at)}",
+    ]
+    if found.agent_id:
+        facts.insert(0, f"agent {escape(found.agent_id)}")
+    out.print(" · ".join(facts))
+    if found.error:
+        out.print(f"[red]error:[/] {escape(found.error)}")
+    result = result_text(found)
+    if result is not None and found.status == "completed":
+        out.print("result:")
+        out.print(escape(result))
+
+
+@session.command()
+@click.argument("session_id")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=DEFAULT_POLL_S,
+    show_default=True,
+    help="Seconds between polls.",
+)
+@json_option
+@api_options
+def watch(session_id: str, interval: float, as_json: bool) -> None:
+    """Show live progress until the session ends.
+
+    Exit code 0 if it completed, 1 if it failed or was cancelled. With --json, wait
+    quietly and print the final session.
+    """
+    with open_client() as client:
+        if as_json:
+            final = poll_until_final(client, session_id, poll_s=interval)
+            print_json(final)
+        else:
+            out = console()
+            final = watch_session(client, session_id, out, poll_s=interval)
+            out.print(final_line(final))
+    if final.status != "completed":
+        click.get_current_context().exit(1)
+
+
+def _control(action: str, session_id: str, as_json: bool) -> None:
+    with open_client() as client:
+        if action == "cancel":
+            changed = client.cancel_session(session_id)
+        elif action == "pause":
+            changed = client.pause_session(session_id)
+        else:
+            changed = client.resume_session(session_id)
+    if as_json:
+        print_json(changed)
+        return
+    console().print(f"session {escape(changed.session_id)} is {styled(changed.status)}")
+
+
+@session.command()
+@click.argument("session_id")
+@json_option
+@api_options
+def cancel(session_id: str, as_json: bool) -> None:
+    """Cancel a session: queued tasks are dropped, running ones are not waited for."""
+    _control("cancel", session_id, as_json)
+
+
+@session.command()
+@click.argument("session_id")
+@json_option
+@api_options
+def pause(session_id: str, as_json: bool) -> None:
+    """Pause a running session: no new task starts until it is resumed."""
+    _control("pause", session_id, as_json)
+
+
+@session.command()
+@click.argument("session_id")
+@json_option
+@api_options
+def resume(session_id: str, as_json: bool) -> None:
+    """Resume a paused session."""
+    _control("resume", session_id, as_json)

@@ -1,0 +1,142 @@
+"""``opscore task ...``: tasks across sessions, their attempts, and dead letters."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from .context import ApiGroup, api_options, json_option, open_client
+from .output import clock, console, more_hint, print_json, stamp, styled, task_note, tasks_table
+
+__all__ = ["task"]
+
+TASK_STATUSES = [
+    "queued",
+    "scheduled",
+    "dispatched",
+    "running",
+    "completed",
+    "dead",
+    "skipped",
+    "cancelled",
+]
+
+
+@click.group(cls=ApiGroup)
+def task() -> None:
+    """Inspect tasks and their attempts; retry dead letters."""
+
+
+@task.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(TASK_STATUSES),
+    help="Only tasks in this status ('dead': the dead letters, retries used up).",
+)
+@click.option("--session", "session_id", help="Only tasks of this session.")
+@click.option("--agent", "agent_id", help="Only tasks of this agent.")
+@click.option(
+    "--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="Page size."
+)
+@click.option("--cursor", help="Continue after a previous page (its nextCursor).")
+@click.option("--all", "fetch_all", is_flag=True, help="Fetch every page.")
+@json_option
+@api_options
+def list_tasks(
+    status: str | None,
+    session_id: str | None,
+    agent_id: str | None,
+    limit: int,
+    cursor: str | None,
+    fetch_all: bool,
+    as_json: bool,
+) -> None:
+    """List tasks (e.g. the dead letters: --status dead)."""
+    filters = {"status": status, "session_id": session_id, "agent_id": agent_id}
+    with open_client() as client:
+        if fetch_all:
+            items = list(client.iter_tasks(**filters, page_size=limit))
+            next_cursor = None
+        else:
+            page = client.list_tasks(**filters, limit=limit, cursor=cursor)
+            items, next_cursor = page.items, page.next_cursor
+    if as_json:
+        print_json({"items": items, "nextCursor": next_cursor})
+        return
+    if not items:
+        click.echo("no tasks")
+    else:
+        console().print(tasks_table(items))
+    more_hint(next_cursor)
+
+
+@task.command()
+@click.argument("task_id")
+@json_option
+@api_options
+def show(task_id: str, as_json: bool) -> None:
+    """Show a task (by its runtime id, SESSION:STEP) with every attempt."""
+    with open_client() as client:
+        found = client.get_task(task_id)
+    if as_json:
+        print_json(found)
+        return
+    out = console()
+    out.print(
+        f"task [bold]{escape(found.id)}[/] (step {escape(found.task_id)}, "
+        f"session {escape(found.session_id)}): {styled(found.status)}"
+    )
+    route = found.target_agent_id or (f"capability {found.capability}" if found.capability else "-")
+    out.print(
+        f"runs on {escape(route)} · priority {found.priority} · queued {stamp(found.queued_at)}"
+        f" · finished {stamp(found.finished_at)}"
+    )
+    if found.parameters:
+        out.print(f"parameters: {escape(json.dumps(found.parameters))}")
+    note = task_note(found)
+    if note:
+        out.print(f"[red]error:[/] {escape(note)}")
+    if found.result is not None:
+        out.print(f"result: {escape(json.dumps(found.result))}")
+    if found.attempts:
+        table = Table(header_style="bold")
+        for column in (
+            "attempt",
+            "agent",
+            "transport",
+            "status",
+            "dispatched",
+            "started",
+            "finished",
+            "error",
+        ):
+            table.add_column(column, overflow="fold")
+        for attempt in found.attempts:
+            table.add_row(
+                str(attempt.attempt),
+                escape(attempt.agent_id or "-"),
+                escape(attempt.transport or "-"),
+                styled(attempt.status),
+                clock(attempt.dispatched_at),
+                clock(attempt.started_at),
+                clock(attempt.finished_at),
+                escape(attempt.error or ""),
+            )
+        out.print(table)
+
+
+@task.command()
+@click.argument("task_id")
+@json_option
+@api_options
+def retry(task_id: str, as_json: bool) -> None:
+    """Run a dead task (a dead letter) again; its failed session resumes running."""
+    with open_client() as client:
+        queued = client.retry_task(task_id)
+    if as_json:
+        print_json(queued)
+        return
+    console().print(f"task {escape(queued.id)} is {styled(queued.status)} again")
