@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -12,6 +18,9 @@ from rich.markup import escape
 from opscore_sdk import OpsCoreClient, OpsCoreError, Session
 
 from .output import console, error_message
+
+if TYPE_CHECKING:
+    from opscore.demo import DemoStack
 from .progress import final_line, watch_session
 
 __all__ = ["demo"]
@@ -45,12 +54,22 @@ def demo(storage: str, port: int, keep_running: bool) -> None:
     is retried), shows live progress and the result, and stops everything. Works
     offline; exit code 0 when the workflow completed.
     """
-    from opscore.demo import DEMO_INPUT, DEMO_SHAPE, DEMO_WORKFLOW, DemoStack
+    from opscore.demo import DemoStack
 
     out = console()
-    session: Session | None = None
     stack = DemoStack(storage="memory" if storage == "memory" else "sqlite", port=port)
     out.print(f"[bold]Ops-Core demo[/] · starting the API on throwaway {storage} storage…")
+    with _terminate_as_interrupt():
+        session = _run(out, stack, keep_running)
+    if session is None or session.status != "completed":
+        click.get_current_context().exit(1)
+
+
+def _run(out: Console, stack: DemoStack, keep_running: bool) -> Session | None:
+    """Start the stack, run the workflow, stop everything; the final session."""
+    from opscore.demo import DEMO_INPUT, DEMO_SHAPE, DEMO_WORKFLOW
+
+    session: Session | None = None
     try:
         stack.start()
     except (OSError, RuntimeError, OpsCoreError) as exc:
@@ -83,8 +102,7 @@ def demo(storage: str, port: int, keep_running: bool) -> None:
     finally:
         stack.stop()
         out.print("stopped the demo agents and server; the temporary storage is removed.")
-    if session is None or session.status != "completed":
-        click.get_current_context().exit(1)
+    return session
 
 
 def _print_result(out: Console, session: Session) -> None:
@@ -130,3 +148,20 @@ def _sleep_until_interrupted() -> None:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while the demo runs, so it still cleans up."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -134,7 +134,13 @@ def error_message(exc: OpsCoreError, url: str) -> str:
             f"Error: Ops-Core at {url} refused the API key ({exc.detail}); "
             "pass --api-key or set OPSCORE_API_KEY"
         )
-    head = f"Error: {exc.detail}"
+    detail = exc.detail
+    if isinstance(exc, ValidationError) and exc.errors:
+        # The detail repeats the problems listed below it: keep only its summary.
+        first = str(exc.errors[0].get("message", ""))
+        if first and first in detail and ":" in detail:
+            detail = detail.split(":", 1)[0]
+    head = f"Error: {detail}"
     status = f"{exc.status} {exc.code}" if exc.status is not None else exc.code
     head += f" ({status}" + (f", request {exc.request_id})" if exc.request_id else ")")
     if isinstance(exc, ValidationError) and exc.errors:
@@ -176,14 +182,14 @@ def _short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def task_note(task: Task) -> str:
+def task_note(task: Task, width: int = 60) -> str:
     """The error column of a task: its error, else why an earlier attempt failed."""
     if task.error:
-        return _short(task.error)
+        return _short(task.error, width)
     failed = [a for a in task.attempts if a.status == "failed"]
     if failed:
         last = failed[-1]
-        note = f"attempt {last.attempt} failed: {_short(last.error or 'unknown error')}"
+        note = f"attempt {last.attempt} failed: {_short(last.error or 'unknown error', width)}"
         if task.status == "scheduled" and task.next_attempt_at:
             note += f"; retry at {clock(task.next_attempt_at)}"
         elif task.status == "completed":

@@ -70,9 +70,7 @@ class EventTracker:
             lines.append(f"[green]✓[/] {step} completed{agent}{tries}")
         elif task.status == "dead":
             error = escape(" ".join((task.error or "").split()))
-            lines.append(
-                f"[red]✗[/] {step} failed for good after {len(task.attempts)} attempts: {error}"
-            )
+            lines.append(f"[red]✗[/] {step} failed for good: {error}")
         elif task.status in {"skipped", "cancelled"}:
             lines.append(f"[dim]-[/] {step} {task.status}")
         return lines

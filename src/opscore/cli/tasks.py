@@ -96,8 +96,8 @@ def show(task_id: str, as_json: bool) -> None:
     )
     if found.parameters:
         out.print(f"parameters: {escape(json.dumps(found.parameters))}")
-    note = task_note(found)
-    if note:
+    note = task_note(found, width=1000)
+    if note and not found.attempts:
         out.print(f"[red]error:[/] {escape(note)}")
     if found.result is not None:
         out.print(f"result: {escape(json.dumps(found.result))}")
