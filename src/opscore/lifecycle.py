@@ -188,21 +188,25 @@ class LifecycleService:
         last_key = decode_cursor(cursor)
         where = ("capability", capability) if capability else None
         items: list[Agent] = []
-        more = True
         now = utcnow()
-        while more and len(items) < limit:
-            batch = await self._storage.scan(AGENT_KIND, where=where, after=last_key, limit=limit)
-            more = len(batch) == limit
+        while True:
+            # One row more than a page: tells whether anything follows the page.
+            batch = await self._storage.scan(
+                AGENT_KIND, where=where, after=last_key, limit=limit + 1
+            )
             for position, doc in enumerate(batch):
-                last_key = doc.key
                 agent = Agent.from_doc(doc.data)
                 effective = self.effective_state(agent, now=now)
                 if state is None or effective == state:
                     items.append(agent.model_copy(update={"state": effective}))
+                last_key = doc.key
                 if len(items) == limit:
-                    more = more or position < len(batch) - 1
-                    break
-        next_cursor = encode_cursor(last_key) if more and last_key is not None else None
+                    follows = position < len(batch) - 1
+                    next_cursor = encode_cursor(doc.key) if follows else None
+                    return AgentPage(items=items, next_cursor=next_cursor)
+            if len(batch) <= limit:
+                next_cursor = None
+                break
         return AgentPage(items=items, next_cursor=next_cursor)
 
     async def history(self, agent_id: str, *, limit: int = 50, offset: int = 0) -> list[StateEntry]:
