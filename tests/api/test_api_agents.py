@@ -109,6 +109,17 @@ async def test_list_paginates_with_cursor(backend_client: httpx.AsyncClient) -> 
     assert pages == 3
 
 
+async def test_an_exactly_full_last_page_has_no_cursor(backend_client: httpx.AsyncClient) -> None:
+    for i in range(4):
+        await _register(backend_client, agentId=f"agent-{i}")
+    first = (await backend_client.get(AGENTS, params={"limit": 2})).json()
+    second = (
+        await backend_client.get(AGENTS, params={"limit": 2, "cursor": first["nextCursor"]})
+    ).json()
+    assert [a["agentId"] for a in second["items"]] == ["agent-2", "agent-3"]
+    assert second["nextCursor"] is None
+
+
 async def test_list_rejects_bad_query(client: httpx.AsyncClient) -> None:
     for params, field in [
         ({"limit": 0}, "query.limit"),
