@@ -26,7 +26,7 @@ from .progress import final_line, watch_session
 __all__ = ["demo"]
 
 
-@click.command()
+@click.command(short_help="See it work: server, agents, a workflow, in one go.")
 @click.option(
     "--storage",
     type=click.Choice(["sqlite", "memory"]),

@@ -176,13 +176,13 @@ def styled(status: str | None) -> str:
     return f"[{style}]{text}[/]" if style else text
 
 
-def _short(value: Any, width: int = 60) -> str:
+def _short(value: Any, width: int = 160) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def task_note(task: Task, width: int = 60) -> str:
+def task_note(task: Task, width: int = 160) -> str:
     """The error column of a task: its error, else why an earlier attempt failed."""
     if task.error:
         return _short(task.error, width)

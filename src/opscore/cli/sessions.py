@@ -18,7 +18,15 @@ SESSION_STATUSES = ["pending", "running", "paused", "completed", "failed", "canc
 
 @click.group(cls=ApiGroup)
 def session() -> None:
-    """Follow and control workflow runs (sessions) and their task timelines."""
+    """Follow and control workflow runs (sessions).
+
+    \b
+    Examples:
+      opscore session list --status running
+      opscore session watch 01a2...e5       # live progress; exit 1 unless completed
+      opscore session show 01a2...e5        # the task timeline
+      opscore session pause 01a2...e5
+    """
 
 
 @session.command("list")
@@ -60,7 +68,7 @@ def list_sessions(
     more_hint(next_cursor)
 
 
-@session.command()
+@session.command(short_help="Show a session and its task timeline.")
 @click.argument("session_id")
 @json_option
 @api_options
@@ -136,7 +144,7 @@ def _control(action: str, session_id: str, as_json: bool) -> None:
     console().print(f"session {escape(changed.session_id)} is {styled(changed.status)}")
 
 
-@session.command()
+@session.command(short_help="Cancel a session.")
 @click.argument("session_id")
 @json_option
 @api_options
@@ -145,7 +153,7 @@ def cancel(session_id: str, as_json: bool) -> None:
     _control("cancel", session_id, as_json)
 
 
-@session.command()
+@session.command(short_help="Pause a running session.")
 @click.argument("session_id")
 @json_option
 @api_options

@@ -27,7 +27,16 @@ TASK_STATUSES = [
 
 @click.group(cls=ApiGroup)
 def task() -> None:
-    """Inspect tasks and their attempts; retry dead letters."""
+    """Inspect tasks and their attempts; retry dead letters.
+
+    A task's id is SESSION_ID:STEP (the session's id, a colon, the step's taskId).
+
+    \b
+    Examples:
+      opscore task list --status dead       # the dead letters
+      opscore task show 01a2...e5:analyze   # every attempt, with its error
+      opscore task retry 01a2...e5:analyze
+    """
 
 
 @task.command("list")
@@ -54,7 +63,7 @@ def list_tasks(
     fetch_all: bool,
     as_json: bool,
 ) -> None:
-    """List tasks (e.g. the dead letters: --status dead)."""
+    """List tasks; --status dead lists the dead letters."""
     filters = {"status": status, "session_id": session_id, "agent_id": agent_id}
     with open_client() as client:
         if fetch_all:
@@ -78,7 +87,7 @@ def list_tasks(
 @json_option
 @api_options
 def show(task_id: str, as_json: bool) -> None:
-    """Show a task (by its runtime id, SESSION:STEP) with every attempt."""
+    """Show a task (id SESSION_ID:STEP) with every attempt."""
     with open_client() as client:
         found = client.get_task(task_id)
     if as_json:
@@ -128,7 +137,7 @@ def show(task_id: str, as_json: bool) -> None:
         out.print(table)
 
 
-@task.command()
+@task.command(short_help="Re-run a dead task (a dead letter).")
 @click.argument("task_id")
 @json_option
 @api_options

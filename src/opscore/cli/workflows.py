@@ -44,7 +44,15 @@ def load_definition_file(path: Path) -> object:
 
 @click.group(cls=ApiGroup)
 def workflow() -> None:
-    """Store, inspect, validate and trigger workflow definitions (JSON or YAML)."""
+    """Store, validate and trigger workflows (JSON or YAML).
+
+    \b
+    Examples:
+      opscore workflow validate review.yaml        # offline, no server needed
+      opscore workflow create review.yaml
+      opscore workflow trigger review --input '{"doc": "a.txt"}' --wait
+      opscore workflow trigger review.yaml --wait  # run a file without storing it
+    """
 
 
 @workflow.command()
@@ -93,7 +101,7 @@ def list_workflows(limit: int, cursor: str | None, fetch_all: bool, as_json: boo
     more_hint(next_cursor)
 
 
-@workflow.command()
+@workflow.command(short_help="Show a stored workflow and its tasks.")
 @click.argument("workflow_id")
 @click.option("--version", "version", help="A stored version (default: the latest).")
 @json_option
