@@ -179,3 +179,10 @@ def test_top_level_help_lists_every_group() -> None:
 def test_unknown_command_is_a_usage_error() -> None:
     assert CliRunner().invoke(main, ["frobnicate"]).exit_code == 2
     assert CliRunner().invoke(main, ["session", "show", "a", "--bogus"]).exit_code == 2
+
+
+def test_docs_show_every_command() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
+    for command in COMMANDS:
+        if len(command) == 2 or command in {("serve",), ("demo",)}:
+            assert re.search(rf"^opscore {' '.join(command)}\b", docs, re.MULTILINE), command
