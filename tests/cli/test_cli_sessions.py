@@ -104,6 +104,13 @@ def test_pause_resume_cancel(cli: Cli, tmp_path: Path) -> None:
     session_id = start(cli, tmp_path, workflow("waits", {"n": 1}))
     eventually(lambda: cli.json("session", "show", session_id)["status"], lambda s: s == "running")
 
+    for args in (("--timeout", "0.2"), ("--timeout", "0.2", "--json")):
+        gave_up = cli("session", "watch", session_id, "--interval", "0.05", *args)
+        assert gave_up.exit_code == 1
+        assert error_lines(gave_up) == [
+            f"Error: session {session_id} is still running after 0.2s (wait_timeout)"
+        ]
+
     result = cli("session", "pause", session_id)
     assert result.exit_code == 0, result.output
     assert result.stdout == f"session {session_id} is paused\n"

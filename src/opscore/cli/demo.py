@@ -25,6 +25,9 @@ from .progress import final_line, watch_session
 
 __all__ = ["demo"]
 
+#: The demo's run takes a few seconds; past this something is wrong: stop, never hang.
+DEMO_TIMEOUT_S = 60.0
+
 
 @click.command(short_help="See it work: server, agents, a workflow, in one go.")
 @click.option(
@@ -89,7 +92,9 @@ def _run(out: Console, stack: DemoStack, keep_running: bool) -> Session | None:
             started = client.trigger(stored.id, initial_payload=DEMO_INPUT)
             payload = escape(json.dumps(DEMO_INPUT))
             out.print(f"triggered session [bold]{started.session_id}[/] with input {payload}\n")
-            session = watch_session(client, started.session_id, out, poll_s=0.2)
+            session = watch_session(
+                client, started.session_id, out, poll_s=0.2, timeout_s=DEMO_TIMEOUT_S
+            )
             out.print(final_line(session))
             _print_result(out, session)
             _print_next_steps(out, stack.url, stack.api_key, session, keep_running)

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 
-from opscore_sdk import OpsCoreClient, Session, Task
+from opscore_sdk import OpsCoreClient, Session, Task, WaitTimeoutError
 
 from .output import clock, styled, timeline_table
 
@@ -86,36 +86,64 @@ def watch_session(
     out: Console,
     *,
     poll_s: float = DEFAULT_POLL_S,
+    timeout_s: float | None = None,
 ) -> Session:
     """Show the session's progress until it is completed, failed or cancelled; return it.
 
-    Raises the SDK's errors (e.g. NotFoundError for an unknown session).
+    Raises the SDK's errors (e.g. NotFoundError for an unknown session), and
+    WaitTimeoutError if ``timeout_s`` (seconds; ``None``: no limit) passes first.
     """
+    deadline = _Deadline(session_id, timeout_s)
     session = client.get_session(session_id)
     tracker = EventTracker()
-    with Live(timeline_table(session, out.width), console=out, auto_refresh=False) as live:
-        while True:
-            for line in tracker.events(session):
-                live.console.print(line)
-            live.update(timeline_table(session, out.width), refresh=True)
-            if session.is_final:
-                break
-            time.sleep(poll_s)
-            session = client.get_session(session_id)
-    if not out.is_terminal:
-        out.line()  # Live ends its last render with a newline only on a terminal
+    try:
+        with Live(timeline_table(session, out.width), console=out, auto_refresh=False) as live:
+            while True:
+                for line in tracker.events(session):
+                    live.console.print(line)
+                live.update(timeline_table(session, out.width), refresh=True)
+                if session.is_final:
+                    break
+                deadline.check(session)
+                time.sleep(poll_s)
+                session = client.get_session(session_id)
+    finally:
+        if not out.is_terminal:
+            out.line()  # Live ends its last render with a newline only on a terminal
     return session
 
 
 def poll_until_final(
-    client: OpsCoreClient, session_id: str, *, poll_s: float = DEFAULT_POLL_S
+    client: OpsCoreClient,
+    session_id: str,
+    *,
+    poll_s: float = DEFAULT_POLL_S,
+    timeout_s: float | None = None,
 ) -> Session:
-    """Wait quietly (``--json``) until the session is final; return it."""
+    """Wait quietly (``--json``) until the session is final; return it.
+
+    Raises WaitTimeoutError if ``timeout_s`` passes first.
+    """
+    deadline = _Deadline(session_id, timeout_s)
     while True:
         session = client.get_session(session_id)
         if session.is_final:
             return session
+        deadline.check(session)
         time.sleep(poll_s)
+
+
+class _Deadline:
+    def __init__(self, session_id: str, timeout_s: float | None) -> None:
+        self._session_id = session_id
+        self._timeout_s = timeout_s
+        self._end = None if timeout_s is None else time.monotonic() + timeout_s
+
+    def check(self, session: Session) -> None:
+        if self._end is not None and time.monotonic() > self._end:
+            raise WaitTimeoutError(
+                f"session {self._session_id} is still {session.status} after {self._timeout_s:g}s"
+            )
 
 
 def final_line(session: Session) -> str:

@@ -110,9 +110,15 @@ def _print_session(found: Session) -> None:
     show_default=True,
     help="Seconds between polls.",
 )
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Give up (exit 1) after this many seconds. Default: wait as long as it takes.",
+)
 @json_option
 @api_options
-def watch(session_id: str, interval: float, as_json: bool) -> None:
+def watch(session_id: str, interval: float, timeout_s: float | None, as_json: bool) -> None:
     """Show live progress until the session ends.
 
     Exit code 0 if it completed, 1 if it failed or was cancelled. With --json, wait
@@ -120,11 +126,11 @@ def watch(session_id: str, interval: float, as_json: bool) -> None:
     """
     with open_client() as client:
         if as_json:
-            final = poll_until_final(client, session_id, poll_s=interval)
+            final = poll_until_final(client, session_id, poll_s=interval, timeout_s=timeout_s)
             print_json(final)
         else:
             out = console()
-            final = watch_session(client, session_id, out, poll_s=interval)
+            final = watch_session(client, session_id, out, poll_s=interval, timeout_s=timeout_s)
             out.print(final_line(final))
     if final.status != "completed":
         click.get_current_context().exit(1)

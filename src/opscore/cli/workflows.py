@@ -223,6 +223,12 @@ def validate(file: Path, as_json: bool) -> None:
     show_default=True,
     help="Seconds between polls with --wait.",
 )
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    help="With --wait: give up (exit 1) after this many seconds (default: no limit).",
+)
 @json_option
 @api_options
 def trigger(
@@ -233,6 +239,7 @@ def trigger(
     idempotency_key: str | None,
     wait: bool,
     interval: float,
+    timeout_s: float | None,
     as_json: bool,
 ) -> None:
     """Start a run (session) of a workflow.
@@ -273,12 +280,16 @@ def trigger(
                 click.echo(f"watch it: opscore session watch {started.session_id}")
             return
         if as_json:
-            session = poll_until_final(client, started.session_id, poll_s=interval)
+            session = poll_until_final(
+                client, started.session_id, poll_s=interval, timeout_s=timeout_s
+            )
             print_json(session)
         else:
             out = console()
             out.print(f"started session {escape(started.session_id)}")
-            session = watch_session(client, started.session_id, out, poll_s=interval)
+            session = watch_session(
+                client, started.session_id, out, poll_s=interval, timeout_s=timeout_s
+            )
             out.print(final_line(session))
     if session.status != "completed":
         click.get_current_context().exit(1)
