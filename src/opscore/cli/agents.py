@@ -12,7 +12,7 @@ from rich.table import Table
 from opscore_sdk.models import AGENT_STATES
 
 from .context import ApiGroup, JsonObject, api_options, json_option, open_client
-from .output import agents_table, console, more_hint, print_json, stamp, styled
+from .output import agents_table, console, more_hint, plain_table, print_json, stamp, styled
 
 __all__ = ["agent"]
 
@@ -205,9 +205,7 @@ def history(agent_id: str, limit: int, offset: int, as_json: bool) -> None:
     if not entries:
         click.echo(f"no state reports for {agent_id}")
         return
-    table = Table(header_style="bold")
-    for column in ("time", "state", "previous", "details"):
-        table.add_column(column, overflow="fold")
+    table = plain_table("time", "state", "previous", "details", wrap=("details",))
     for entry in entries:
         table.add_row(
             stamp(entry.timestamp),

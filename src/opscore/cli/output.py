@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 import click
@@ -38,6 +39,7 @@ __all__ = [
     "error_message",
     "more_hint",
     "offset",
+    "plain_table",
     "print_json",
     "problem_lines",
     "sessions_table",
@@ -50,26 +52,28 @@ __all__ = [
 ]
 
 #: Colours of agent states and session/task/attempt statuses.
-STATUS_STYLES: dict[str, str] = {
-    "completed": "green",
-    "idle": "green",
-    "finished": "green",
-    "running": "yellow",
-    "active": "yellow",
-    "dispatched": "cyan",
-    "queued": "cyan",
-    "pending": "cyan",
-    "initializing": "cyan",
-    "scheduled": "magenta",
-    "paused": "magenta",
-    "failed": "red",
-    "dead": "red",
-    "error": "red",
-    "cancelled": "dim",
-    "skipped": "dim",
-    "offline": "dim",
-    "unknown": "dim",
-}
+STATUS_STYLES: Mapping[str, str] = MappingProxyType(
+    {
+        "completed": "green",
+        "idle": "green",
+        "finished": "green",
+        "running": "yellow",
+        "active": "yellow",
+        "dispatched": "cyan",
+        "queued": "cyan",
+        "pending": "cyan",
+        "initializing": "cyan",
+        "scheduled": "magenta",
+        "paused": "magenta",
+        "failed": "red",
+        "dead": "red",
+        "error": "red",
+        "cancelled": "dim",
+        "skipped": "dim",
+        "offline": "dim",
+        "unknown": "dim",
+    }
+)
 
 
 #: Width of output that goes to a file or pipe (no terminal to ask), unless $COLUMNS is set.
@@ -201,7 +205,7 @@ def task_note(task: Task, width: int = 160) -> str:
 # -- tables ---------------------------------------------------------------------------------
 
 
-def _table(*columns: str, title: str | None = None, wrap: Sequence[str] = ()) -> Table:
+def plain_table(*columns: str, title: str | None = None, wrap: Sequence[str] = ()) -> Table:
     """A compact table; only the columns named in ``wrap`` (and an "error" column) wrap."""
     table = Table(
         title=title,
@@ -218,7 +222,7 @@ def _table(*columns: str, title: str | None = None, wrap: Sequence[str] = ()) ->
 
 
 def agents_table(agents: Sequence[Agent]) -> Table:
-    table = _table(
+    table = plain_table(
         "agent",
         "name",
         "state",
@@ -240,7 +244,7 @@ def agents_table(agents: Sequence[Agent]) -> Table:
 
 
 def workflows_table(workflows: Sequence[Workflow]) -> Table:
-    table = _table(
+    table = plain_table(
         "workflow",
         "version",
         "name",
@@ -262,7 +266,7 @@ def workflows_table(workflows: Sequence[Workflow]) -> Table:
 
 
 def sessions_table(sessions: Sequence[Session]) -> Table:
-    table = _table(
+    table = plain_table(
         "session",
         "workflow",
         "status",
@@ -286,7 +290,7 @@ def sessions_table(sessions: Sequence[Session]) -> Table:
 
 
 def tasks_table(tasks: Sequence[Task]) -> Table:
-    table = _table(
+    table = plain_table(
         "task id",
         "step",
         "status",
@@ -344,7 +348,7 @@ def timeline_table(session: Session, width: int = WIDE_TIMELINE) -> RenderableTy
         f" · started {clock(since)}"
     )
     columns = ["task", "status", "agent", "tries", "queued", "dispatched", "started", "finished"]
-    table = _table(*columns, *(["error"] if wide else []), title=title, wrap=("task", "agent"))
+    table = plain_table(*columns, *(["error"] if wide else []), title=title, wrap=("task", "agent"))
     notes = []
     for task in sorted(session.tasks or [], key=_queue_order):
         cells = [

@@ -6,10 +6,19 @@ import json
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from .context import ApiGroup, api_options, json_option, open_client
-from .output import clock, console, more_hint, print_json, stamp, styled, task_note, tasks_table
+from .output import (
+    clock,
+    console,
+    more_hint,
+    plain_table,
+    print_json,
+    stamp,
+    styled,
+    task_note,
+    tasks_table,
+)
 
 __all__ = ["task"]
 
@@ -111,8 +120,7 @@ def show(task_id: str, as_json: bool) -> None:
     if found.result is not None:
         out.print(f"result: {escape(json.dumps(found.result))}")
     if found.attempts:
-        table = Table(header_style="bold")
-        for column in (
+        table = plain_table(
             "attempt",
             "agent",
             "transport",
@@ -121,8 +129,8 @@ def show(task_id: str, as_json: bool) -> None:
             "started",
             "finished",
             "error",
-        ):
-            table.add_column(column, overflow="fold")
+            wrap=("agent",),
+        )
         for attempt in found.attempts:
             table.add_row(
                 str(attempt.attempt),

@@ -7,12 +7,19 @@ from typing import Any, Literal
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from opscore.errors import WorkflowValidationError
 
 from .context import ApiGroup, JsonObject, api_options, json_option, open_client
-from .output import console, more_hint, print_json, problem_lines, stamp, workflows_table
+from .output import (
+    console,
+    more_hint,
+    plain_table,
+    print_json,
+    problem_lines,
+    stamp,
+    workflows_table,
+)
 from .progress import DEFAULT_POLL_S, final_line, poll_until_final, watch_session
 
 __all__ = ["load_definition_file", "workflow"]
@@ -121,9 +128,16 @@ def show(workflow_id: str, version: str | None, as_json: bool) -> None:
     )
     if found.description:
         out.print(escape(found.description))
-    table = Table(header_style="bold")
-    for column in ("task", "name", "capability", "routing", "next", "depends on", "on failure"):
-        table.add_column(column, overflow="fold")
+    table = plain_table(
+        "task",
+        "name",
+        "capability",
+        "routing",
+        "next",
+        "depends on",
+        "on failure",
+        wrap=("task", "name", "next", "depends on", "on failure"),
+    )
     for task in found.definition.get("tasks") or []:
         table.add_row(
             escape(str(task.get("taskId"))),
