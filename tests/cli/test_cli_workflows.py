@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,31 @@ def test_validate_reports_syntax_errors_and_unknown_fields(tmp_path: Path) -> No
     assert "task 'a', field 'maxRetry': unknown field 'maxRetry' (did you mean 'maxRetries'?)" in (
         result.stdout
     )
+
+
+def test_an_unreadable_file_is_one_line(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path / "secret.json", workflow("secret", {}))
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root reads anything: produce the fault by hand
+        read_bytes = Path.read_bytes
+
+        def refuse(self: Path) -> bytes:
+            if self.name == "secret.json":
+                raise PermissionError(13, "Permission denied", str(self))
+            return read_bytes(self)
+
+        monkeypatch.setattr(Path, "read_bytes", refuse)
+    try:
+        for command in ("create", "validate", "trigger"):
+            result = cli("workflow", command, str(path))
+            assert result.exit_code == 1, command
+            assert "Traceback" not in result.output
+            assert len(error_lines(result)) == 1
+            assert "Permission denied" in result.stderr
+    finally:
+        path.chmod(0o600)
 
 
 def test_validate_usage_errors(tmp_path: Path) -> None:

@@ -73,7 +73,10 @@ def create(file: Path, as_json: bool) -> None:
     content under an existing id and version is refused: bump "version".
     """
     with open_client() as client:
-        stored = client.create_workflow_from_file(file)
+        try:
+            stored = client.create_workflow_from_file(file)
+        except OSError as exc:
+            raise click.FileError(str(file), hint=exc.strerror or str(exc)) from exc
     if as_json:
         print_json(stored)
         return
