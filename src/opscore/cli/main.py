@@ -9,11 +9,9 @@ from __future__ import annotations
 import functools
 
 import click
-import uvicorn
 from pydantic import ValidationError
 
 from opscore import __version__
-from opscore.api.app import create_app
 from opscore.cli import agents, demo, sessions, tasks, workflows
 from opscore.logging import LOG_LEVELS, configure_logging
 from opscore.settings import Settings
@@ -38,6 +36,11 @@ def main() -> None:
 )
 def serve(host: str, port: int, log_level: str | None) -> None:
     """Run the Ops-Core API server (settings come from OPSCORE_* variables and .env)."""
+    # Imported here: the server stack is heavy and the other commands do not need it.
+    import uvicorn
+
+    from opscore.api.app import create_app
+
     try:
         settings = Settings()
     except ValidationError as exc:

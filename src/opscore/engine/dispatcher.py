@@ -286,7 +286,9 @@ class Dispatcher:
             update={
                 "status": "dispatched",
                 "agent_id": agent.agent_id,
+                # Task-level times describe the latest attempt; each attempt keeps its own.
                 "dispatched_at": now,
+                "started_at": None,
                 "next_attempt_at": None,
                 "attempts": [*task.attempts, attempt],
             }

@@ -114,7 +114,7 @@ class Executor:
             return task.model_copy(
                 update={
                     "status": "running",
-                    "started_at": task.started_at or now,
+                    "started_at": now,
                     "attempts": [*task.attempts[:-1], started],
                 }
             )

@@ -84,7 +84,11 @@ class Attempt(ApiModel):
 
 
 class Task(ApiModel):
-    """One step of one session. ``id`` is ``<sessionId>:<taskId>``."""
+    """One step of one session. ``id`` is ``<sessionId>:<taskId>``.
+
+    ``queued_at`` is when the task first became ready; ``dispatched_at``,
+    ``started_at`` and ``finished_at`` describe its latest attempt (every attempt keeps
+    its own times in ``attempts``)."""
 
     id: str
     task_id: str
