@@ -11,15 +11,17 @@ unknown        initializing, idle, active, error, finished, offline
 initializing   idle, active, error, finished, offline
 idle           initializing, active, error, finished, offline
 active         initializing, idle, error, finished, offline
-error          initializing, idle, finished, offline
+error          initializing, idle, active, finished, offline
 finished       initializing, idle, offline
 offline        initializing, idle, error, finished
 =============  =====================================================
 
-Why: an agent in ``error`` or ``finished`` must announce it is ready again
+Why: an agent that is ``finished`` must announce it is ready again
 (``idle``/``initializing``) before it may claim to be working; an agent that went
-``offline`` must come back before it works. A restart (``initializing``) is allowed
-from anywhere, since agents crash.
+``offline`` must come back before it works. ``error -> active`` is allowed because a
+contract agent reports ``error`` when a task fails and ``active`` when it starts the
+retry, with nothing in between. A restart (``initializing``) is allowed from
+anywhere, since agents crash.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ TRANSITIONS: Mapping[AgentState, frozenset[AgentState]] = {
     "initializing": frozenset({"idle", "active", "error", "finished", "offline"}),
     "idle": frozenset({"initializing", "active", "error", "finished", "offline"}),
     "active": frozenset({"initializing", "idle", "error", "finished", "offline"}),
-    "error": frozenset({"initializing", "idle", "finished", "offline"}),
+    "error": frozenset({"initializing", "idle", "active", "finished", "offline"}),
     "finished": frozenset({"initializing", "idle", "offline"}),
     "offline": frozenset({"initializing", "idle", "error", "finished"}),
 }

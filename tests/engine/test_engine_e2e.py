@@ -435,3 +435,17 @@ async def test_an_idle_stamped_in_whole_seconds_still_completes(opscore: OpsCore
         assert response.status_code == 202
         session = await opscore.wait_session(session_id)
     assert session["tasks"][0]["result"] == {"coarse": True}
+
+
+async def test_an_agent_that_only_reports_error_still_gets_its_retry(opscore: OpsCore) -> None:
+    # A contract agent reports active, then error, and nothing else until the next task.
+    async with ContractAgent(behaviour="fail_first", fail_times=1, error_pause_s=60) as agent:
+        await agent.register(opscore.url, opscore.api_key)
+        await agent.report("idle")
+        workflow = linear_workflow(1, retryBackoffS=0.05)
+        session = await opscore.wait_session(
+            await opscore.trigger(workflow, agent_id=agent.agent_id)
+        )
+    assert session["status"] == "completed"
+    assert [a["status"] for a in attempts_of(session, "s1")] == ["failed", "completed"]
+    assert [r.state for r in agent.reports[1:]] == ["active", "error", "active", "idle"]

@@ -12,7 +12,16 @@ from rich.table import Table
 from opscore_sdk.models import AGENT_STATES
 
 from .context import ApiGroup, JsonObject, api_options, json_option, open_client
-from .output import agents_table, console, more_hint, plain_table, print_json, stamp, styled
+from .output import (
+    agents_table,
+    console,
+    fetch_listing,
+    plain_table,
+    print_json,
+    show_listing,
+    stamp,
+    styled,
+)
 
 __all__ = ["agent"]
 
@@ -101,22 +110,14 @@ def list_agents(
 ) -> None:
     """List registered agents."""
     with open_client() as client:
-        if fetch_all:
-            items = list(client.iter_agents(state=state, capability=capability, page_size=limit))
-            next_cursor = None
-        else:
-            page = client.list_agents(
+        items, next_cursor = fetch_listing(
+            fetch_all,
+            lambda: client.iter_agents(state=state, capability=capability, page_size=limit),
+            lambda: client.list_agents(
                 state=state, capability=capability, limit=limit, cursor=cursor
-            )
-            items, next_cursor = page.items, page.next_cursor
-    if as_json:
-        print_json({"items": items, "nextCursor": next_cursor})
-        return
-    if not items:
-        click.echo("no agents")
-    else:
-        console().print(agents_table(items))
-    more_hint(next_cursor)
+            ),
+        )
+    show_listing(items, next_cursor, as_json=as_json, noun="agents", table=agents_table)
 
 
 @agent.command(short_help="Show one agent and its last state.")

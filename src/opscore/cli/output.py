@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich import box
@@ -30,6 +30,8 @@ from opscore_sdk import (
     Workflow,
 )
 from opscore_sdk.models import ApiModel
+
+T = TypeVar("T")
 
 __all__ = [
     "STATUS_STYLES",
@@ -102,6 +104,37 @@ def _jsonable(data: Any) -> Any:
     if isinstance(data, list | tuple):
         return [_jsonable(item) for item in data]
     return data
+
+
+def fetch_listing(
+    fetch_all: bool,
+    every: Callable[[], Iterable[T]],
+    one_page: Callable[[], Any],
+) -> tuple[list[T], str | None]:
+    """Every item (``--all``), or one page: ``(items, next cursor)``."""
+    if fetch_all:
+        return list(every()), None
+    page = one_page()
+    return list(page.items), page.next_cursor
+
+
+def show_listing(
+    items: Sequence[Any],
+    next_cursor: str | None,
+    *,
+    as_json: bool,
+    noun: str,
+    table: Callable[[Sequence[Any]], Any],
+) -> None:
+    """Print a listing: JSON ``{"items", "nextCursor"}``, or a table and a paging hint."""
+    if as_json:
+        print_json({"items": items, "nextCursor": next_cursor})
+        return
+    if not items:
+        click.echo(f"no {noun}")
+    else:
+        console().print(table(items))
+    more_hint(next_cursor)
 
 
 def more_hint(next_cursor: str | None) -> None:

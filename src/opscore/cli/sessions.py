@@ -8,7 +8,16 @@ from rich.markup import escape
 from opscore_sdk import Session
 
 from .context import ApiGroup, api_options, json_option, open_client
-from .output import console, more_hint, print_json, sessions_table, stamp, styled, timeline_table
+from .output import (
+    console,
+    fetch_listing,
+    print_json,
+    sessions_table,
+    show_listing,
+    stamp,
+    styled,
+    timeline_table,
+)
 from .progress import DEFAULT_POLL_S, final_line, poll_until_final, result_text, watch_session
 
 __all__ = ["session"]
@@ -49,23 +58,15 @@ def list_sessions(
     fetch_all: bool,
     as_json: bool,
 ) -> None:
-    """List sessions, newest first."""
+    """List sessions, oldest first (session ids follow creation time)."""
     filters = {"status": status, "agent_id": agent_id, "workflow_id": workflow_id}
     with open_client() as client:
-        if fetch_all:
-            items = list(client.iter_sessions(**filters, page_size=limit))
-            next_cursor = None
-        else:
-            page = client.list_sessions(**filters, limit=limit, cursor=cursor)
-            items, next_cursor = page.items, page.next_cursor
-    if as_json:
-        print_json({"items": items, "nextCursor": next_cursor})
-        return
-    if not items:
-        click.echo("no sessions")
-    else:
-        console().print(sessions_table(items))
-    more_hint(next_cursor)
+        items, next_cursor = fetch_listing(
+            fetch_all,
+            lambda: client.iter_sessions(**filters, page_size=limit),
+            lambda: client.list_sessions(**filters, limit=limit, cursor=cursor),
+        )
+    show_listing(items, next_cursor, as_json=as_json, noun="sessions", table=sessions_table)
 
 
 @session.command(short_help="Show a session and its task timeline.")

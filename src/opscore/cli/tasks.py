@@ -11,9 +11,10 @@ from .context import ApiGroup, api_options, json_option, open_client
 from .output import (
     clock,
     console,
-    more_hint,
+    fetch_listing,
     plain_table,
     print_json,
+    show_listing,
     stamp,
     styled,
     task_note,
@@ -75,20 +76,12 @@ def list_tasks(
     """List tasks; --status dead lists the dead letters."""
     filters = {"status": status, "session_id": session_id, "agent_id": agent_id}
     with open_client() as client:
-        if fetch_all:
-            items = list(client.iter_tasks(**filters, page_size=limit))
-            next_cursor = None
-        else:
-            page = client.list_tasks(**filters, limit=limit, cursor=cursor)
-            items, next_cursor = page.items, page.next_cursor
-    if as_json:
-        print_json({"items": items, "nextCursor": next_cursor})
-        return
-    if not items:
-        click.echo("no tasks")
-    else:
-        console().print(tasks_table(items))
-    more_hint(next_cursor)
+        items, next_cursor = fetch_listing(
+            fetch_all,
+            lambda: client.iter_tasks(**filters, page_size=limit),
+            lambda: client.list_tasks(**filters, limit=limit, cursor=cursor),
+        )
+    show_listing(items, next_cursor, as_json=as_json, noun="tasks", table=tasks_table)
 
 
 @task.command()

@@ -188,8 +188,11 @@ class Dispatcher:
         state = self._lifecycle.effective_state(agent)
         if state in _READY_STATES:
             return True
-        if state == "active":
-            # An ``active`` left over from an attempt that timed out does not count.
+        if state in {"active", "error"}:
+            # An ``active`` left over from an attempt that timed out, or an ``error``
+            # that failed the agent's attempt (a task failure, not a broken agent),
+            # does not keep the agent from its next task. An ``error`` reported with
+            # no task in flight does.
             freed = await self._store.agent_freed_at(agent.agent_id)
             return freed is not None and agent.last_seen_at.timestamp() <= freed
         return False

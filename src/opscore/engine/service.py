@@ -4,6 +4,7 @@ the glue from agents' state reports to task progress. Built once per app."""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -464,9 +465,12 @@ class WorkflowEngine:
                         reported_at=entry.timestamp,
                     )
             elif entry.state == "error":
-                await self.executor.fail_attempt(
+                failed = await self.executor.fail_attempt(
                     task_id, attempt, agent_id, _describe_error(details)
                 )
+                if failed:
+                    # The task failed, not the agent: it may take the retry.
+                    await self.store.mark_agent_freed(agent_id, time.time())
             elif entry.state in {"initializing", "offline"}:
                 await self.executor.fail_attempt(
                     task_id,
