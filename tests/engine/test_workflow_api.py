@@ -137,3 +137,17 @@ async def test_workflow_dir_is_loaded_at_start(tmp_path: Path) -> None:
         *(yaml.safe_load(p.read_text())["id"] for p in EXAMPLES.glob("*.yaml")),
     }
     assert {w["id"] for w in listed} >= expected
+
+
+async def test_policy_values_beyond_their_bounds_are_rejected(opscore: OpsCore) -> None:
+    for field, value in [
+        ("completionTimeoutS", 1e12),
+        ("retryBackoffS", 1e12),
+        ("retryBackoffMaxS", 1e12),
+        ("maxRetries", 10**9),
+    ]:
+        definition = linear_workflow(1)
+        definition["tasks"][0][field] = value
+        response = await opscore.client.post("/v1/opscore/workflows", json=definition)
+        assert response.status_code == 422, (field, response.text)
+        assert response.json()["errors"][0]["field"] == field

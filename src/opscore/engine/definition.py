@@ -134,23 +134,32 @@ def _policy_field(default: int | float | bool, description: str, **constraints: 
     )
 
 
+#: Upper bounds keep every computed time representable (and catch unit mistakes).
+MAX_DELAY_S = 30 * 24 * 3600  # 30 days
+MAX_RETRIES = 10_000
+
+
 class PolicyFields(_FormatModel):
     """Retry, timeout and priority settings; unset (null) means "inherit"."""
 
     max_retries: int | None = _policy_field(
-        3, "Retries after the first failed attempt; 0 never retries.", ge=0
+        3, "Retries after the first failed attempt; 0 never retries.", ge=0, le=MAX_RETRIES
     )
-    retry_backoff_s: float | None = _policy_field(1, "Delay before the first retry, s.", ge=0)
-    retry_backoff_max_s: float | None = _policy_field(60, "Upper bound of any delay, s.", ge=0)
+    retry_backoff_s: float | None = _policy_field(
+        1, "Delay before the first retry, s.", ge=0, le=MAX_DELAY_S
+    )
+    retry_backoff_max_s: float | None = _policy_field(
+        60, "Upper bound of any delay, s.", ge=0, le=MAX_DELAY_S
+    )
     retry_backoff_multiplier: float | None = _policy_field(
-        2, "Each further delay is the previous one times this.", ge=1
+        2, "Each further delay is the previous one times this.", ge=1, le=1000
     )
     retry_jitter: bool | None = _policy_field(True, "Randomise each delay within [delay/2, delay].")
     dispatch_timeout_s: float | None = _policy_field(
-        10, "Time allowed to hand the task to its agent, s.", gt=0
+        10, "Time allowed to hand the task to its agent, s.", gt=0, le=MAX_DELAY_S
     )
     completion_timeout_s: float | None = _policy_field(
-        300, "Time allowed from dispatch to the agent's completion report, s.", gt=0
+        300, "Time allowed from dispatch to the agent's completion report, s.", gt=0, le=MAX_DELAY_S
     )
     priority: int | None = _policy_field(
         0, "Higher runs first among tasks waiting for an agent.", ge=-1000, le=1000

@@ -164,12 +164,13 @@ class Dispatcher:
     async def _fire(self, member: str) -> None:
         try:
             await self._on_timer(member)
-        except OpsCoreError as exc:
-            log.warning("timer_failed", timer=member, error=exc.message)
+        except Exception as exc:
+            if isinstance(exc, OpsCoreError):
+                log.warning("timer_failed", timer=member, error=exc.message)
+            else:
+                log.exception("timer_crashed", timer=member)
             # Put it back so the work is not lost; it is retried shortly.
             await self._store.storage.queue_put(TIMERS, member, time.time() + 1.0)
-        except Exception:
-            log.exception("timer_crashed", timer=member)
 
     async def _listen_loop(self) -> None:
         if not self._store.storage.shared:
@@ -273,11 +274,12 @@ class Dispatcher:
             await storage.queue_remove(queue, task_id)
             return "stale"
         attempt_no = len(task.attempts) + 1
-        if await self._store.claim_slot(agent.agent_id, task.id, attempt_no) is None:
-            return "busy"
+        # Everything that could fail is computed before the agent is claimed.
         now = utcnow()
         completion_timeout = float(task.policy.get("completion_timeout_s", 300.0))
         kind = choose_transport_kind(agent.transport, agent.source, self._agentkit_url)
+        if await self._store.claim_slot(agent.agent_id, task.id, attempt_no) is None:
+            return "busy"
         attempt = Attempt(
             attempt=attempt_no,
             agent_id=agent.agent_id,
