@@ -449,3 +449,59 @@ async def test_an_agent_that_only_reports_error_still_gets_its_retry(opscore: Op
     assert session["status"] == "completed"
     assert [a["status"] for a in attempts_of(session, "s1")] == ["failed", "completed"]
     assert [r.state for r in agent.reports[1:]] == ["active", "error", "active", "idle"]
+
+
+async def test_dead_letter_of_a_finished_session_cannot_rerun(opscore: OpsCore) -> None:
+    workflow = {
+        "id": "handled",
+        "name": "handled failure",
+        "taskDefaults": {"maxRetries": 0},
+        "tasks": [
+            {"taskId": "risky", "agentCapability": "x", "onFailure": "rescue"},
+            {"taskId": "rescue", "agentCapability": "x", "maxRetries": 1},
+        ],
+    }
+    async with ContractAgent(capabilities=["x"], behaviour="fail_first") as agent:
+        await agent.register(opscore.url, opscore.api_key)
+        await agent.report("idle")
+        session_id = await opscore.trigger(workflow, agent_id=agent.agent_id)
+        session = await opscore.wait_session(session_id)
+        assert session["status"] == "completed"
+        response = await opscore.client.post(f"/v1/opscore/tasks/{session_id}:risky/retry")
+        assert response.status_code == 409, response.text
+        after = await opscore.session(session_id)
+    assert [t["status"] for t in after["tasks"]] == ["dead", "completed"]
+
+
+async def test_resume_only_from_paused(opscore: OpsCore) -> None:
+    async with ContractAgent(behaviour="always_fail") as agent:
+        await agent.register(opscore.url, opscore.api_key)
+        await agent.report("idle")
+        workflow = linear_workflow(1, maxRetries=0)
+        session_id = await opscore.trigger(workflow, agent_id=agent.agent_id)
+        assert (await opscore.wait_session(session_id))["status"] == "failed"
+        response = await opscore.client.post(f"/v1/opscore/sessions/{session_id}/resume")
+        assert response.status_code == 409
+        assert (await opscore.session(session_id))["status"] == "failed"
+
+
+async def test_a_ready_again_idle_after_an_error_does_not_complete_the_retry(
+    opscore: OpsCore,
+) -> None:
+    async with ContractAgent(behaviour="silent", correlate=False) as agent:
+        await agent.register(opscore.url, opscore.api_key)
+        await agent.report("idle")
+        workflow = linear_workflow(1, retryBackoffS=0.01)
+        session_id = await opscore.trigger(workflow, agent_id=agent.agent_id)
+        await agent.wait_for_tasks(1)
+        await agent.report("active")
+        await agent.report("error", {"message": "boom"})
+        [_, retry] = await agent.wait_for_tasks(2)  # the retry was sent at once
+        await agent.report("idle")  # "ready again", sent before it saw the retry
+        task = (await opscore.session(session_id))["tasks"][0]
+        assert task["status"] == "dispatched"
+        await agent.report("active")
+        await agent.report("idle", {"done": 2})
+        session = await opscore.wait_session(session_id)
+    assert session["tasks"][0]["result"] == {"done": 2}
+    assert retry["opscore_attempt"] == 2

@@ -345,7 +345,10 @@ class ContractAgent:
         error = {"error_code": "PROCESSING_ERROR", "message": message}
         await self.report("error", {**error, **correlation})
         await asyncio.sleep(self.error_pause_s)
-        await self.report("idle", {})
+        # Ready again, unless a new task arrived meanwhile: a real agent does not say
+        # "idle" while it works on the next one.
+        if self.received[-1] is body:
+            await self.report("idle", {})
 
     def _fails(self, attempt: int) -> bool:
         if self.behaviour == "always_fail":

@@ -129,6 +129,7 @@ class Executor:
         result: dict[str, Any],
         *,
         reported_at: datetime | None = None,
+        require_started: bool = False,
     ) -> bool:
         """Record a successful attempt and advance the session. False if the attempt was
         no longer in flight (a duplicate or late report): nothing is applied twice.
@@ -136,7 +137,8 @@ class Executor:
         ``reported_at``: when the agent says it sent the report. An ``idle`` stamped
         well before the attempt was dispatched (sent before the agent got the task)
         cannot be its completion while the agent has not said ``active``. Agents stamp
-        with coarse precision (AgentKit: milliseconds; some: seconds), hence a tolerance."""
+        with coarse precision (AgentKit: milliseconds; some: seconds), hence a tolerance.
+        ``require_started``: apply only if the agent said ``active`` for the attempt."""
         applied: dict[str, Any] = {}
 
         def change(task: Task) -> Task | None:
@@ -144,10 +146,12 @@ class Executor:
             if not _is_current(task, attempt, agent_id):
                 return None
             assert current is not None
-            if (
-                reported_at is not None
-                and task.status == "dispatched"
-                and reported_at < current.dispatched_at - _REPORT_CLOCK_TOLERANCE
+            if task.status == "dispatched" and (
+                require_started
+                or (
+                    reported_at is not None
+                    and reported_at < current.dispatched_at - _REPORT_CLOCK_TOLERANCE
+                )
             ):
                 return None
             now = utcnow()

@@ -34,6 +34,7 @@ from opscore.errors import (
     AgentNotFoundError,
     ConflictError,
     InvalidInputError,
+    InvalidSessionTransitionError,
     SessionNotFoundError,
     TaskNotFoundError,
 )
@@ -60,6 +61,10 @@ class Page(Generic[T]):
 
 def start_timer(session_id: str) -> str:
     return f"start|{session_id}"
+
+
+def _correlated(details: dict[str, Any]) -> bool:
+    return isinstance(details.get("opscore_task_id"), str)
 
 
 def _strip_correlation(details: dict[str, Any]) -> dict[str, Any]:
@@ -295,15 +300,29 @@ class WorkflowEngine:
         return await self._transition(session_id, "paused")
 
     async def resume(self, session_id: str) -> Session:
-        session = await self._transition(session_id, "running")
+        session = await self._transition(session_id, "running", allowed_from={"paused"})
         for task in await self.store.session_tasks(session_id):
             if task.status == "queued":
                 await self.executor.enqueue(task)
         await self.executor.advance_session(session_id)
         return session
 
-    async def _transition(self, session_id: str, new: SessionStatus) -> Session:
+    async def _transition(
+        self,
+        session_id: str,
+        new: SessionStatus,
+        *,
+        allowed_from: frozenset[SessionStatus] | set[SessionStatus] | None = None,
+    ) -> Session:
+        """Move a session to ``new``; with ``allowed_from``, only from those statuses
+        (a narrower rule than the status machine, e.g. resume only from paused)."""
+
         def change(session: Session) -> Session | None:
+            if allowed_from is not None and session.status not in allowed_from:
+                raise InvalidSessionTransitionError(
+                    f"session {session_id!r} is {session.status}; "
+                    f"only a {' or '.join(sorted(allowed_from))} session can go to {new!r}"
+                )
             check_session_transition(session_id, session.status, new)
             now = utcnow()
             update: dict[str, Any] = {"status": new, "updated_at": now}
@@ -371,17 +390,43 @@ class WorkflowEngine:
         return await self.get_task(task_id)
 
     async def retry_dead(self, task_id: str) -> Task:
-        """Re-run a dead letter with a fresh retry budget; reopens its failed session."""
+        """Re-run a dead letter with a fresh retry budget; reopens its failed session.
 
-        def change(task: Task) -> Task | None:
-            if task.status != "dead":
-                raise ConflictError(f"task {task_id!r} is {task.status}; only dead tasks re-run")
-            return task.model_copy(
+        ConflictError (409) unless the task is dead, its session can still run (failed,
+        running or paused) and no fallback already took its place."""
+        task = await self.get_task(task_id)
+        if task.status != "dead":
+            raise ConflictError(f"task {task_id!r} is {task.status}; only dead tasks re-run")
+        found = await self.store.get_session(task.session_id)
+        if found is None:
+            raise SessionNotFoundError(f"session {task.session_id!r} does not exist")
+        session = found.value
+        if session.status in {"completed", "cancelled", "pending"}:
+            raise ConflictError(
+                f"session {session.session_id!r} is {session.status}; "
+                f"task {task_id!r} cannot re-run in it"
+            )
+        fallback = self.executor.definition_of(session).task(task.task_id).on_failure
+        siblings = await self.store.session_tasks(task.session_id)
+        if fallback and any(t.task_id == fallback and t.status != "skipped" for t in siblings):
+            raise ConflictError(
+                f"task {task_id!r} already handed over to its fallback {fallback!r}"
+            )
+        # Reopen the session first: a crash right after leaves a running session with a
+        # dead task, which simply fails again (and may be retried again).
+        reopened = session.status == "failed"
+        if reopened:
+            await self._transition(task.session_id, "running", allowed_from={"failed"})
+
+        def change(current: Task) -> Task | None:
+            if current.status != "dead":
+                raise ConflictError(f"task {task_id!r} is {current.status}; only dead tasks re-run")
+            return current.model_copy(
                 update={
                     "status": "queued",
                     "error": None,
                     "finished_at": None,
-                    "retry_base": len(task.attempts),
+                    "retry_base": len(current.attempts),
                 }
             )
 
@@ -391,15 +436,11 @@ class WorkflowEngine:
         task = updated[0]
         # Paths marked dead because this task failed may be live again: forget them,
         # the planner records whatever is still unreachable.
-        for sibling in await self.store.session_tasks(task.session_id):
+        for sibling in siblings:
             if sibling.status == "skipped":
                 await self.store.storage.delete(TASK_KIND, sibling.id)
-        found = await self.store.get_session(task.session_id)
-        if found is not None and found.value.status == "failed":
-            await self._transition(task.session_id, "running")
-            for sibling in await self.store.session_tasks(task.session_id):
-                if sibling.status == "cancelled" and sibling.cancel_reason == "session_failed":
-                    await self._requeue_cancelled(sibling.id)
+            elif reopened and sibling.cancel_reason == "session_failed":
+                await self._requeue_cancelled(sibling.id)
         log.info("task_requeued", taskId=task_id, sessionId=task.session_id)
         await self.executor.enqueue(task)
         return task
@@ -456,6 +497,10 @@ class WorkflowEngine:
             if entry.state == "active":
                 await self.executor.start_attempt(task_id, attempt, agent_id)
             elif entry.state in {"idle", "finished"}:
+                # An uncorrelated idle right after an error is the agent saying it is
+                # ready again: it may complete a task it started, never one it was
+                # merely sent (the retry of the task that just failed, most likely).
+                ready_again = entry.previous_state == "error" and not _correlated(details)
                 if details.get("opscore_heartbeat") is not True:
                     await self.executor.complete_attempt(
                         task_id,
@@ -463,6 +508,7 @@ class WorkflowEngine:
                         agent_id,
                         _strip_correlation(details),
                         reported_at=entry.timestamp,
+                        require_started=ready_again,
                     )
             elif entry.state == "error":
                 failed = await self.executor.fail_attempt(
