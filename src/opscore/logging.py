@@ -113,6 +113,10 @@ def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> N
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
         uvicorn_logger.setLevel(logging.NOTSET)
+    # httpx logs every request it sends at info: one line per task dispatched is noise
+    # (the engine logs the dispatch itself with its correlation ids).
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(levelno, logging.WARNING))
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.propagate = False

@@ -7,9 +7,9 @@ Python; models accept both. Stored documents are ``model.to_doc()`` (JSON, camel
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "AgentSource",
     "AgentState",
     "ApiModel",
+    "JsonObject",
     "SessionStatus",
     "StateEntry",
     "StateReport",
@@ -49,6 +50,38 @@ SESSION_STATUSES: tuple[SessionStatus, ...] = (
 )
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+
+#: How deeply free-form JSON (details, metadata, payloads) may nest.
+MAX_JSON_DEPTH = 64
+
+
+def _check_json(value: Any, depth: int = 0) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                "contains text that is not valid Unicode (an unpaired surrogate such as \\ud800)"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json(key, depth + 1)
+            _check_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, depth + 1)
+
+
+def _checked_object(value: dict[str, Any]) -> dict[str, Any]:
+    _check_json(value)
+    return value
+
+
+#: A free-form JSON object from a client: bounded nesting, valid Unicode only (so it
+#: can be stored and served back by every backend).
+JsonObject = Annotated[dict[str, Any], AfterValidator(_checked_object)]
 
 
 def utcnow() -> datetime:
@@ -97,7 +130,7 @@ class StateReport(ApiModel):
     agent_id: str | None = None
     timestamp: datetime | None = None
     state: AgentState
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: JsonObject = Field(default_factory=dict)
 
     @field_validator("state", mode="before")
     @classmethod

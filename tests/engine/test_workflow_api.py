@@ -151,3 +151,55 @@ async def test_policy_values_beyond_their_bounds_are_rejected(opscore: OpsCore) 
         response = await opscore.client.post("/v1/opscore/workflows", json=definition)
         assert response.status_code == 422, (field, response.text)
         assert response.json()["errors"][0]["field"] == field
+
+
+async def test_hostile_json_gets_a_4xx_and_changes_nothing(opscore: OpsCore) -> None:
+    deep: dict[str, object] = {}
+    for _ in range(500):
+        deep = {"d": deep}
+    lone_surrogate = '{"workflowDefinitionId": "x", "initialPayload": {"t": "\\ud800"}}'
+    attempts = [
+        ("POST", "/v1/opscore/agent/a1/state", {"json": {"state": "idle", "details": deep}}),
+        (
+            "POST",
+            "/v1/opscore/sessions",
+            {"json": {"workflowDefinitionId": "x", "initialPayload": deep}},
+        ),
+        (
+            "POST",
+            "/v1/opscore/sessions",
+            {"content": lone_surrogate, "headers": {"Content-Type": "application/json"}},
+        ),
+        (
+            "POST",
+            "/v1/opscore/workflows",
+            {"content": "[" * 50_000, "headers": {"Content-Type": "application/json"}},
+        ),
+        (
+            "POST",
+            "/v1/opscore/workflows",
+            {"content": "- " * 20_000, "headers": {"Content-Type": "application/yaml"}},
+        ),
+        (
+            "POST",
+            "/v1/opscore/agent/a1/state",
+            {
+                "content": '{"state": "idle", "details": {"m": "\\udfff"}}',
+                "headers": {"Content-Type": "application/json"},
+            },
+        ),
+    ]
+    for method, path, kwargs in attempts:
+        response = await opscore.client.request(method, path, **kwargs)  # type: ignore[arg-type]
+        assert 400 <= response.status_code < 500, (path, response.status_code, response.text[:200])
+    assert (await opscore.client.get("/v1/opscore/agents")).json()["items"] == []
+    assert (await opscore.client.get("/v1/opscore/sessions")).json()["items"] == []
+    assert (await opscore.client.get("/v1/opscore/workflows")).json()["items"] == []
+
+
+async def test_null_initial_payload_means_none(opscore: OpsCore) -> None:
+    response = await opscore.client.post(
+        "/v1/opscore/sessions",
+        json={"workflowDefinition": linear_workflow(1), "initialPayload": None},
+    )
+    assert response.status_code == 202, response.text

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from opscore.engine.records import Session, Task
-from opscore.models import ApiModel, SessionStatus
+from opscore.models import ApiModel, JsonObject, SessionStatus
 
 __all__ = [
     "SeedTriggerRequest",
@@ -33,12 +33,18 @@ class SeedTriggerRequest(_Strict):
     """Contract section 5: exactly one of the two definition fields."""
 
     workflow_definition_id: str | None = Field(default=None, min_length=1, max_length=200)
-    workflow_definition: dict[str, Any] | None = None
+    workflow_definition: JsonObject | None = None
     workflow_version: str | None = Field(default=None, min_length=1, max_length=64)
-    initial_payload: dict[str, Any] = Field(default_factory=dict)
+    initial_payload: JsonObject = Field(default_factory=dict)
     start_at: AwareDatetime | None = Field(
         default=None, description="Start later: the session stays pending until then."
     )
+
+    @field_validator("initial_payload", mode="before")
+    @classmethod
+    def _null_payload(cls, value: object) -> object:
+        # Seed-era clients send "initialPayload": null for "no payload".
+        return {} if value is None else value
 
 
 class TriggerRequest(SeedTriggerRequest):
@@ -94,7 +100,7 @@ class TaskList(ApiModel):
 
 class TaskResultRequest(_Strict):
     status: Literal["completed", "failed"]
-    result: dict[str, Any] | None = None
+    result: JsonObject | None = None
     error: str | None = Field(default=None, max_length=10_000)
     attempt: int | None = Field(default=None, ge=1)
 

@@ -12,7 +12,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from opscore.lifecycle import AgentRegistration
-from opscore.models import ID_PATTERN, Agent, AgentState, ApiModel, StateEntry, TransportKind
+from opscore.models import (
+    ID_PATTERN,
+    Agent,
+    AgentState,
+    ApiModel,
+    JsonObject,
+    StateEntry,
+    TransportKind,
+)
 
 __all__ = [
     "AgentList",
@@ -38,7 +46,7 @@ class RegisterAgentRequest(ApiModel):
     version: str = Field(default="1", max_length=64)
     capabilities: list[str] = Field(default_factory=list)
     contact_endpoint: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
     transport: TransportKind | None = None
 
     def to_registration(self) -> AgentRegistration:
@@ -94,7 +102,7 @@ class WebhookAgentDetails(ApiModel):
     version: str = Field(default="1", max_length=64)
     capabilities: list[str] = Field(default_factory=list)
     contact_endpoint: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
 
     @field_validator("metadata", mode="before")
     @classmethod

@@ -33,7 +33,7 @@ from pydantic.alias_generators import to_camel
 from opscore.engine.conditions import COMPARISON_OPS, UNARY_OPS
 from opscore.engine.validation import format_field, semantic_problems
 from opscore.errors import InvalidInputError, WorkflowValidationError
-from opscore.models import ID_PATTERN, ApiModel
+from opscore.models import ID_PATTERN, ApiModel, JsonObject
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -206,7 +206,7 @@ class _TaskCore(_FormatModel):
         description="session: run on the session's agent (capability if it has none); "
         "capability: any idle agent having agentCapability.",
     )
-    parameters: dict[str, Any] = Field(
+    parameters: JsonObject = Field(
         default_factory=dict, description="Sent to the agent as the payload; ${...} templated."
     )
     next_task_id: TaskIdList = Field(
@@ -340,8 +340,12 @@ def load_definition_text(text: str | bytes, *, fmt: Literal["json", "yaml"]) -> 
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise _syntax_error(fmt, f"{exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        except RecursionError as exc:
+            raise _syntax_error(fmt, "nested too deeply") from exc
     try:
         return yaml.load(text, Loader=_JsonCompatibleLoader)
+    except RecursionError as exc:
+        raise _syntax_error(fmt, "nested too deeply") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
