@@ -92,7 +92,7 @@ async def test_log_lines_inside_a_request_carry_its_id(
     client: httpx.AsyncClient, log_stream: io.StringIO
 ) -> None:
     # A 409 is logged by nobody but the access line; a 503 is logged as a warning.
-    await client.post("/v1/opscore/agent/a1/state", json={"state": "error"})
+    await client.post("/v1/opscore/agent/a1/state", json={"state": "finished"})
     await client.post(
         "/v1/opscore/agent/a1/state", json={"state": "active"}, headers={"X-Request-ID": "r409"}
     )

@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sdk_server import API_KEY, make_settings
 from sdk_support import eventually, message, workflow
 
-from conftest import API_KEY, make_settings
 from opscore.api.app import create_app
 from opscore.storage.memory import MemoryStorage
 from opscore_sdk import AsyncOpsCoreClient, OpsCoreConnectionError, StateEntry

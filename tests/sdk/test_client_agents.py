@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 from fastapi import FastAPI
+from sdk_server import BASE_URL
 
-from conftest import BASE_URL
 from opscore_sdk import (
     Agent,
     AsyncOpsCoreClient,
@@ -105,20 +105,21 @@ async def test_state_reports_history_and_lifecycle_conflicts(
     assert state.details == {"error_code": "X", "message": "boom"}
     assert state.timestamp is not None
 
-    with pytest.raises(ConflictError) as caught:  # error -> active is not allowed
+    with pytest.raises(ConflictError) as caught:  # error -> finished -> active is not
+        await aclient.update_state("stateful", "finished")
         await aclient.update_state("stateful", "active")
     assert caught.value.status == 409
-    assert "error" in caught.value.detail
+    assert "finished" in caught.value.detail
 
     with pytest.raises(ValidationError) as invalid:
         await aclient.update_state("stateful", "dancing")
     assert invalid.value.status in (400, 422)
 
     history = await aclient.agent_history("stateful")
-    assert [e.state for e in history] == ["error", "idle", "initializing"]
-    assert history[0].previous_state == "idle"
-    assert history[1].details == {"note": "ready"}
-    assert [e.state for e in await aclient.agent_history("stateful", limit=1, offset=1)] == ["idle"]
+    assert [e.state for e in history] == ["finished", "error", "idle", "initializing"]
+    assert history[1].previous_state == "idle"
+    assert history[2].details == {"note": "ready"}
+    assert [e.state for e in await aclient.agent_history("stateful", limit=1, offset=2)] == ["idle"]
 
     with pytest.raises(NotFoundError):
         await aclient.get_state("nobody-knows-me")

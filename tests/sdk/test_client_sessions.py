@@ -7,9 +7,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from sdk_server import API_KEY
 from sdk_support import eventually, workflow
 
-from conftest import API_KEY
 from opscore_sdk import (
     AsyncOpsCoreClient,
     ConflictError,

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sdk_server import API_KEY, ThreadedOpsCore
 from sdk_support import workflow
 
-from conftest import API_KEY, ThreadedOpsCore
 from opscore_sdk import (
     AsyncOpsCoreClient,
     ConflictError,
