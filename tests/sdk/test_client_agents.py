@@ -105,8 +105,8 @@ async def test_state_reports_history_and_lifecycle_conflicts(
     assert state.details == {"error_code": "X", "message": "boom"}
     assert state.timestamp is not None
 
-    with pytest.raises(ConflictError) as caught:  # error -> finished -> active is not
-        await aclient.update_state("stateful", "finished")
+    await aclient.update_state("stateful", "finished")
+    with pytest.raises(ConflictError) as caught:  # finished -> active is not allowed
         await aclient.update_state("stateful", "active")
     assert caught.value.status == 409
     assert "finished" in caught.value.detail
