@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     workflow_dir: Path | None = Field(
         default=None, description="Every .json/.yaml/.yml file here is loaded at start."
     )
+    recovery_sweep_s: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Shared (Redis) storage only: how often each process re-runs crash recovery, "
+            "so work a dead peer left half done never waits for a restart."
+        ),
+    )
     dispatch_concurrency: int = Field(
         default=64, ge=1, description="Most task deliveries in progress at once per process."
     )

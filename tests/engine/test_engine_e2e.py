@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from support.agents import ContractAgent, running_agents
 from support.opscore_server import OpsCore, linear_workflow
 
@@ -505,3 +507,18 @@ async def test_a_ready_again_idle_after_an_error_does_not_complete_the_retry(
         session = await opscore.wait_session(session_id)
     assert session["tasks"][0]["result"] == {"done": 2}
     assert retry["opscore_attempt"] == 2
+
+
+async def test_a_slot_orphaned_by_a_crash_is_reaped_after_its_grace(
+    opscore: OpsCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("opscore.engine.dispatcher._SLOT_GRACE_S", 0.5)
+    async with ContractAgent() as agent:
+        await agent.register(opscore.url, opscore.api_key)
+        # What a crash between claiming the agent and marking the task leaves behind.
+        assert await opscore.engine.store.claim_slot(agent.agent_id, "lost:task", 1)
+        await agent.report("idle")
+        session_id = await opscore.trigger(linear_workflow(1), agent_id=agent.agent_id)
+        session = await opscore.wait_session(session_id)
+    assert session["status"] == "completed"
+    assert await opscore.engine.store.get_slot(agent.agent_id) is None

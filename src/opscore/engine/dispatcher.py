@@ -37,7 +37,7 @@ from opscore.errors import DispatchError, OpsCoreError
 from opscore.lifecycle import LifecycleService
 from opscore.models import Agent, utcnow
 
-__all__ = ["Dispatcher"]
+__all__ = ["Dispatcher", "reap_timer"]
 
 log = structlog.get_logger("opscore.dispatch")
 
@@ -50,6 +50,12 @@ _FREE_AGENT_BATCH = 20
 _WAKE_MESSAGE = "timers"
 
 TimerHandler = Callable[[str], Awaitable[None]]
+
+
+def reap_timer(agent_id: str) -> str:
+    return f"reap|{agent_id}"
+
+
 FailureHandler = Callable[[str, int, str, str], Awaitable[None]]
 
 
@@ -65,6 +71,8 @@ class Dispatcher:
         on_timer: TimerHandler,
         on_delivery_failed: FailureHandler,
         max_idle_sleep_s: float,
+        on_sweep: Callable[[], Awaitable[None]] | None = None,
+        sweep_interval_s: float = 60.0,
     ) -> None:
         self._store = store
         self._lifecycle = lifecycle
@@ -73,6 +81,9 @@ class Dispatcher:
         self._on_timer = on_timer
         self._on_delivery_failed = on_delivery_failed
         self._max_idle_sleep_s = max_idle_sleep_s
+        self._on_sweep = on_sweep
+        self._sweep_interval_s = sweep_interval_s
+        self._next_sweep = time.time() + sweep_interval_s
         self._kicks: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._pending_kicks: set[tuple[str, str]] = set()
         self._timer_wake = asyncio.Event()
@@ -150,8 +161,11 @@ class Dispatcher:
                         await self._fire(member)
                 if len(due) == _TIMER_BATCH:
                     continue
+                await self._sweep_if_due()
                 upcoming = await storage.queue_peek(TIMERS, limit=1)
                 delay = self._max_idle_sleep_s
+                if self._on_sweep is not None:
+                    delay = min(delay, max(0.0, self._next_sweep - time.time()))
                 if upcoming:
                     delay = max(0.0, min(delay, upcoming[0][1] - time.time()))
             except OpsCoreError as exc:
@@ -160,6 +174,18 @@ class Dispatcher:
             self._timer_wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._timer_wake.wait(), timeout=delay)
+
+    async def _sweep_if_due(self) -> None:
+        # With several processes, one may die between two writes (say, after marking a
+        # task dispatched but before storing its deadline). The survivors re-run the
+        # idempotent recovery now and then, so no such work waits for a restart.
+        if self._on_sweep is None or time.time() < self._next_sweep:
+            return
+        self._next_sweep = time.time() + self._sweep_interval_s
+        try:
+            await self._on_sweep()
+        except OpsCoreError as exc:
+            log.warning("sweep_failed", error=exc.message)
 
     async def _fire(self, member: str) -> None:
         try:
@@ -235,7 +261,7 @@ class Dispatcher:
             return False
         slot = await self._store.get_slot(agent_id)
         if slot is not None:
-            await self._reap_if_orphaned(agent_id)
+            await self.reap_if_orphaned(agent_id)
             return False
         queues = [ready_queue_for(agent_id=agent_id, capability=None)] + [
             ready_queue_for(agent_id=None, capability=c) for c in agent.capabilities
@@ -358,10 +384,14 @@ class Dispatcher:
             # The attempt's deadline timer will still fail it later.
             log.warning("delivery_failure_not_recorded", taskId=delivery.task_id, error=exc.message)
 
-    async def _reap_if_orphaned(self, agent_id: str) -> None:
-        """Free a slot left by a crash between claiming it and dispatching the task."""
+    async def reap_if_orphaned(self, agent_id: str) -> None:
+        """Free a slot left by a crash between claiming it and marking the task.
+
+        A claim in progress looks the same for a moment, so a slot is reaped only once
+        it is older than the grace period; until then a timer comes back for it (after
+        a restart, nothing else might)."""
         slot = await self._store.get_slot(agent_id)
-        if slot is None or time.time() - slot.value.claimed_at < _SLOT_GRACE_S:
+        if slot is None:
             return
         found = await self._store.get_task(slot.value.task_id)
         current = found.value.current if found else None
@@ -372,6 +402,9 @@ class Dispatcher:
             and current.attempt == slot.value.attempt
             and current.agent_id == agent_id
         ):
+            return
+        if time.time() - slot.value.claimed_at < _SLOT_GRACE_S:
+            await self.schedule(reap_timer(agent_id), slot.value.claimed_at + _SLOT_GRACE_S)
             return
         if await self._store.storage.delete(SLOT_KIND, agent_id, expected_rev=slot.rev):
             log.warning("orphaned_slot_reaped", agentId=agent_id, taskId=slot.value.task_id)

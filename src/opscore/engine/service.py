@@ -107,6 +107,8 @@ class WorkflowEngine:
             on_timer=self._on_timer,
             on_delivery_failed=self._on_delivery_failed,
             max_idle_sleep_s=2.0 if store.storage.shared else 60.0,
+            on_sweep=self.recover if store.storage.shared else None,
+            sweep_interval_s=settings.recovery_sweep_s,
         )
         self.executor = Executor(store, self.dispatcher, rand=rand)
         lifecycle.add_listener(self._on_agent_change)
@@ -464,6 +466,8 @@ class WorkflowEngine:
             await self.executor.retry_due(rest)
         elif kind == "start":
             await self._start_session(rest)
+        elif kind == "reap":
+            await self.dispatcher.reap_if_orphaned(rest)
         elif kind == "timeout":
             task_id, _, attempt = rest.rpartition("|")
             await self.executor.attempt_timed_out(task_id, int(attempt))
