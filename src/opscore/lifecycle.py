@@ -36,6 +36,7 @@ from typing import Any, Literal
 from opscore.errors import (
     AgentIdMismatchError,
     AgentNotFoundError,
+    ConflictError,
     InvalidInputError,
     InvalidTransitionError,
 )
@@ -273,7 +274,7 @@ class LifecycleService:
             ):
                 await self._notify(AgentChange("registered", agent))
                 return agent, False
-        raise InvalidInputError(f"agent {agent_id!r} is being modified concurrently; retry")
+        raise ConflictError(f"agent {agent_id!r} is being modified concurrently; retry")
 
     async def deregister(self, agent_id: str) -> Agent:
         """Remove the agent and its history; AgentNotFoundError if unknown."""
@@ -349,7 +350,7 @@ class LifecycleService:
                 await self._notify(AgentChange("registered", updated))
             await self._notify(AgentChange("state", updated, entry))
             return updated, entry
-        raise InvalidInputError(f"agent {agent_id!r} is being modified concurrently; retry")
+        raise ConflictError(f"agent {agent_id!r} is being modified concurrently; retry")
 
 
 def _history_log(agent_id: str) -> str:
