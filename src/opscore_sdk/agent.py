@@ -380,14 +380,16 @@ class Agent:
                 ok = False
             if job.key is not None:
                 self._remember(job.key, "completed" if ok else "failed")
+            # Free first: Ops-Core may send the next task (or this one's retry) as soon
+            # as it has processed the report, before this agent reads the answer.
+            self._release(job)
             if ok:
-                # Free first: the idle report lets Ops-Core send the next task at once.
-                self._release(job)
                 await self._report_until_acknowledged("idle", {**details, **ids})
             else:
                 await self._report_until_acknowledged("error", {**details, **ids})
-                self._release(job)
-                await self._report_until_acknowledged("idle", HEARTBEAT)
+                if self._job is None:
+                    # Back to idle for all to see, unless the next task already started.
+                    await self._report_until_acknowledged("idle", HEARTBEAT)
         finally:
             self._release(job)
 

@@ -116,7 +116,8 @@ async def test_failure_reports_error_then_idle_and_the_retry_succeeds(
         return "done"
 
     async with agent.serving():
-        started = await aclient.trigger(definition=workflow("flaky", "flaky"))
+        # A backoff long enough that the ready ``idle`` goes out before the retry arrives.
+        started = await aclient.trigger(definition=workflow("flaky", "flaky", retryBackoffS=0.3))
         session = await aclient.wait(started.session_id, timeout_s=30, poll_interval_s=0.05)
 
         assert session.status == "completed"
@@ -141,6 +142,47 @@ async def test_failure_reports_error_then_idle_and_the_retry_succeeds(
         ]
         assert after_error.state == "idle"
         assert after_error.details == {"opscore_heartbeat": True}  # ready again
+
+
+async def test_a_retry_sent_before_the_error_report_is_answered_is_accepted(
+    opscore_url: str, aclient: AsyncOpsCoreClient
+) -> None:
+    """Ops-Core frees the agent when it processes the ``error``; the agent must not
+    still call itself busy while the answer to that report is on its way."""
+
+    class SlowAnswersToErrors(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self._real = httpx.AsyncHTTPTransport()
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await self._real.handle_async_request(request)
+            if request.url.path.endswith("/state") and b'"error"' in request.content:
+                await asyncio.sleep(0.5)  # the retry is dispatched meanwhile
+            return response
+
+        async def aclose(self) -> None:
+            await self._real.aclose()
+
+    agent = make_agent(opscore_url, capability="flaky", http_transport=SlowAnswersToErrors())
+    calls: list[int] = []
+
+    @agent.task
+    async def handle(payload: dict[str, Any], ctx: TaskContext) -> str:
+        calls.append(ctx.attempt or 0)
+        if len(calls) == 1:
+            raise RuntimeError("model overloaded")
+        return "done"
+
+    async with agent.serving():
+        started = await aclient.trigger(
+            definition=workflow("eager", "flaky", retryBackoffS=0, maxRetries=1)
+        )
+        session = await aclient.wait(started.session_id, timeout_s=30, poll_interval_s=0.05)
+
+        assert session.status == "completed"
+        assert session.tasks is not None
+        assert [a.status for a in session.tasks[0].attempts] == ["failed", "completed"]
+        assert calls == [1, 2]
 
 
 async def test_resent_attempt_is_not_run_twice_and_a_second_task_gets_409(
