@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -87,6 +88,9 @@ class Dispatcher:
         self._kicks: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._pending_kicks: set[tuple[str, str]] = set()
         self._timer_wake = asyncio.Event()
+        # A timer due before this must wake the timer loop: its wake-up time while it
+        # sleeps, infinity while it is looking (or has not started).
+        self._wake_for_timers_before = math.inf
         self._deliveries: set[asyncio.Task[None]] = set()
         self._delivery_slots = asyncio.Semaphore(concurrency)
         self._loops: list[asyncio.Task[None]] = []
@@ -121,11 +125,17 @@ class Dispatcher:
             self._kicks.put_nowait(item)
 
     async def schedule(self, member: str, due_epoch_s: float) -> None:
-        """Store a timer and make every process's timer loop look at it."""
+        """Store a timer and make sure a timer loop looks at it in time.
+
+        Most timers are completion deadlines, due long after the loop's next pass, so
+        they wake nobody. Other processes poll at least every ``max_idle_sleep_s``; they
+        are told only of timers due sooner than that."""
         await self._store.storage.queue_put(TIMERS, member, due_epoch_s)
-        self._timer_wake.set()
-        if self._store.storage.shared:
-            await self._store.storage.publish(_WAKE_MESSAGE)
+        if due_epoch_s < self._wake_for_timers_before:
+            self._timer_wake.set()
+        storage = self._store.storage
+        if storage.shared and due_epoch_s < time.time() + self._max_idle_sleep_s:
+            await storage.publish(_WAKE_MESSAGE)
 
     async def idle(self) -> None:
         """Wait until every queued kick was handled (tests and benchmarks)."""
@@ -152,6 +162,10 @@ class Dispatcher:
     async def _timer_loop(self) -> None:
         storage = self._store.storage
         while True:
+            # Cleared before looking, so a timer stored while this pass runs wakes the
+            # next wait at once instead of being missed.
+            self._timer_wake.clear()
+            self._wake_for_timers_before = math.inf
             try:
                 now = time.time()
                 due = await storage.queue_peek(TIMERS, limit=_TIMER_BATCH, max_score=now)
@@ -171,7 +185,7 @@ class Dispatcher:
             except OpsCoreError as exc:
                 log.warning("timer_pass_failed", error=exc.message)
                 delay = 1.0
-            self._timer_wake.clear()
+            self._wake_for_timers_before = time.time() + delay
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._timer_wake.wait(), timeout=delay)
 
