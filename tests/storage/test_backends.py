@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import redis.asyncio as aioredis
 from opscore.errors import ConfigurationError, StorageError, StorageUnavailableError
 from opscore.storage import Storage, create_storage
 from opscore.storage.redis import RedisStorage
-from opscore.storage.sqlite import SQLiteStorage
+from opscore.storage.sqlite import _CACHED_DOCUMENTS, SQLiteStorage, _RecentDocuments
 
 try:  # tests/ is on sys.path (pytest's rootdir "prepend" import mode)
     from redis_server import RedisServer, free_port
@@ -32,6 +34,11 @@ async def opened(url: str) -> AsyncIterator[Storage]:
         yield storage
     finally:
         await storage.close()
+
+
+async def data_of(storage: Storage, kind: str, key: str) -> object:
+    doc = await storage.get(kind, key)
+    return None if doc is None else doc.data
 
 
 # -- create_storage -----------------------------------------------------------------
@@ -100,6 +107,50 @@ async def test_sqlite_calls_after_close_are_unavailable(tmp_path: Path) -> None:
     await storage.close()  # twice is fine
     with pytest.raises(StorageUnavailableError):
         await storage.get("thing", "a")
+
+
+async def test_sqlite_recent_documents_never_hide_the_file(tmp_path: Path) -> None:
+    """Documents are answered from memory; every way the file can disagree ends that."""
+    path = tmp_path / "x.db"
+    async with opened(f"sqlite:///{path}") as storage:
+        await storage.create("thing", "a", {"v": 1})
+        assert await data_of(storage, "thing", "a") == {"v": 1}
+        # Changed behind this process's back (unsupported, but it must not stick):
+        # the next compare-and-swap is refused and the document is read again.
+        with sqlite3.connect(path) as other:
+            other.execute(
+                "UPDATE documents SET rev = 7, data = ? WHERE kind = 'thing' AND key = 'a'",
+                (json.dumps({"v": "outside"}),),
+            )
+        assert await storage.replace("thing", "a", {"v": 2}, expected_rev=1) is None
+        doc = await storage.get("thing", "a")
+        assert doc is not None
+        assert (doc.rev, doc.data) == (7, {"v": "outside"})
+
+        assert await storage.delete("thing", "a")
+        assert await storage.get("thing", "a") is None
+        await storage.put("thing", "b", {"v": 1})
+        await storage.clear()
+        assert await storage.get("thing", "b") is None
+
+        # Far more documents than are remembered: every one still reads back right.
+        for i in range(_CACHED_DOCUMENTS + 50):
+            await storage.put("many", str(i), {"i": i})
+        for i in (0, 49, _CACHED_DOCUMENTS + 49):
+            assert await data_of(storage, "many", str(i)) == {"i": i}
+
+
+def test_recent_documents_drop_the_least_recently_used_and_reads_never_override() -> None:
+    recent = _RecentDocuments(2)
+    recent.put("k", "a", 1, "A1")
+    recent.put("k", "b", 1, "B1")
+    assert recent.get("k", "a") == (1, "A1")  # now b is the least recently used
+    recent.put("k", "c", 1, "C1")
+    assert recent.get("k", "b") is None
+    recent.add_if_absent("k", "a", 0, "older")  # a read cannot undo a write
+    assert recent.get("k", "a") == (1, "A1")
+    recent.forget("k", "a")
+    assert recent.get("k", "a") is None
 
 
 def test_sqlite_rejects_an_unknown_synchronous_mode(tmp_path: Path) -> None:
