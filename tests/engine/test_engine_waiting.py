@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from opscore.api.app import create_app
+from opscore.engine.store import free_agents_queue
 from opscore.storage import Document, Storage
 from opscore.storage.base import IndexValues
 from support.agents import ContractAgent
@@ -183,3 +184,43 @@ async def test_naive_start_at_is_rejected(opscore: OpsCore) -> None:
     )
     assert response.status_code == 422
     assert (await opscore.client.get("/v1/opscore/sessions")).json()["items"] == []
+
+
+class StallingStorage(CountingStorage):
+    """Runs ``before_listing_free`` once, just before an agent is listed as free."""
+
+    def __init__(self, inner: Storage, before_listing_free: Callable[[], Awaitable[None]]):
+        super().__init__(inner)
+        self._hook: Callable[[], Awaitable[None]] | None = before_listing_free
+
+    async def queue_put(self, queue: str, member: str, score: float) -> None:
+        hook, self._hook = self._hook, None
+        if hook is not None and queue == free_agents_queue("test_capability"):
+            await hook()
+        await super().queue_put(queue, member, score)
+
+
+async def test_a_task_queued_while_its_agent_is_being_listed_free_is_not_stranded(
+    storage: Storage, tmp_path: Path
+) -> None:
+    """Two processes (two apps on one storage): one finds nothing for a free agent,
+    the other queues a task and finds no free agent, then the first lists the agent
+    as free. The first must look again, or the task waits for some later kick."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    settings = engine_settings(tmp_path)
+    app_b = create_app(settings, storage=storage)
+    async with (
+        serve_app(app_b) as url_b,
+        httpx.AsyncClient(base_url=url_b, headers=headers) as client_b,
+    ):
+        other = OpsCore(url=url_b, api_key=API_KEY, app=app_b, client=client_b)
+
+        async def other_process_queues_a_task() -> None:
+            await other.trigger(linear_workflow(1))  # no agent: any with the capability
+            await other.engine.settle()
+
+        app_a = create_app(settings, storage=StallingStorage(storage, other_process_queues_a_task))
+        async with serve_app(app_a) as url_a, ContractAgent() as agent:
+            await agent.register(url_a, API_KEY)
+            received = await agent.wait_for_tasks(1, timeout_s=10)
+    assert len(received) == 1

@@ -281,25 +281,38 @@ class Dispatcher:
             ready_queue_for(agent_id=None, capability=c) for c in agent.capabilities
         ]
         storage = self._store.storage
+        listed_free = False
         for _ in range(100):
-            best: tuple[float, str, str] | None = None
-            for queue in queues:
-                head = await storage.queue_peek(queue, limit=1)
-                if head and (best is None or (head[0][1], head[0][0]) < best[:2]):
-                    best = (head[0][1], head[0][0], queue)
+            best = await self._best_waiting(queues)
             if best is None:
-                break
-            outcome = await self._claim_and_send(agent, best[1], best[2])
+                if listed_free:
+                    return False
+                # Listed as free, then one more look: a task queued in between (whose
+                # own pass found no free agent yet) is seen now, by this pass or by a
+                # pass in another process, so it never waits for the next kick.
+                last = self._last_dispatch.get(agent_id, 0.0)
+                for capability in agent.capabilities:
+                    await storage.queue_put(free_agents_queue(capability), agent_id, last)
+                listed_free = True
+                continue
+            outcome = await self._claim_and_send(agent, best[0], best[1])
             if outcome == "sent":
                 for capability in agent.capabilities:
                     await storage.queue_remove(free_agents_queue(capability), agent_id)
                 return True
             if outcome == "busy":
                 return False
-        last = self._last_dispatch.get(agent_id, 0.0)
-        for capability in agent.capabilities:
-            await storage.queue_put(free_agents_queue(capability), agent_id, last)
+        self.kick_agent(agent_id)  # many stale entries: carry on in a later pass
         return False
+
+    async def _best_waiting(self, queues: list[str]) -> tuple[str, str] | None:
+        """(task id, queue) of the best task waiting in ``queues``: priority, then age."""
+        best: tuple[float, str, str] | None = None
+        for queue in queues:
+            head = await self._store.storage.queue_peek(queue, limit=1)
+            if head and (best is None or (head[0][1], head[0][0]) < best[:2]):
+                best = (head[0][1], head[0][0], queue)
+        return None if best is None else (best[1], best[2])
 
     async def _claim_and_send(self, agent: Agent, task_id: str, queue: str) -> str:
         storage = self._store.storage
