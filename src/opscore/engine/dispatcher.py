@@ -297,8 +297,6 @@ class Dispatcher:
                 continue
             outcome = await self._claim_and_send(agent, best[0], best[1])
             if outcome == "sent":
-                for capability in agent.capabilities:
-                    await storage.queue_remove(free_agents_queue(capability), agent_id)
                 return True
             if outcome == "busy":
                 return False
@@ -354,8 +352,15 @@ class Dispatcher:
         if await self._store.replace_task(dispatched, found.rev) is None:
             await self._store.release_slot(agent.agent_id, task.id, attempt_no)
             return "stale"
-        await storage.queue_remove(queue, task_id)
-        await self.schedule(timeout_timer(task.id, attempt_no), attempt.deadline_at.timestamp())
+        # Independent writes, so one round trip; the deadline is stored before sending.
+        await asyncio.gather(
+            storage.queue_remove(queue, task_id),
+            self.schedule(timeout_timer(task.id, attempt_no), attempt.deadline_at.timestamp()),
+            *(
+                storage.queue_remove(free_agents_queue(capability), agent.agent_id)
+                for capability in agent.capabilities
+            ),
+        )
         self._last_dispatch[agent.agent_id] = time.time()
         log.info(
             "task_dispatched",
