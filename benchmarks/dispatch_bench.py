@@ -8,6 +8,11 @@ that completes a step until the next task reaches that agent.
 
     python benchmarks/dispatch_bench.py --storage sqlite --agents 8 --workflows 50 --steps 10
     python benchmarks/dispatch_bench.py --storage redis://127.0.0.1:6379/15
+    python benchmarks/dispatch_bench.py --storage redis://127.0.0.1:6379/15 --servers 2
+
+With ``--servers N`` (Redis only) N server processes share the storage: agent i
+reports to server i mod N and workflows are triggered round-robin, so every process
+completes tasks and dispatches.
 
 Not a test: run it by hand on a quiet machine. It needs no network beyond loopback.
 """
@@ -48,7 +53,7 @@ def free_port() -> int:
 
 @dataclass
 class Agents:
-    opscore_url: str
+    opscore_urls: list[str]
     report_active: bool
     client: httpx.AsyncClient
     last_idle_sent: dict[str, float] = field(default_factory=dict)
@@ -58,6 +63,10 @@ class Agents:
     failed_reports: list[str] = field(default_factory=list)
     last_arrival: float = 0.0
 
+    def server_of(self, agent_id: str) -> str:
+        index = int(agent_id.rsplit("-", 1)[1])
+        return self.opscore_urls[index % len(self.opscore_urls)]
+
     async def report(self, agent_id: str, state: str, details: dict[str, Any]) -> None:
         body = {
             "agentId": agent_id,
@@ -66,7 +75,7 @@ class Agents:
             "details": details,
         }
         response = await self.client.post(
-            f"{self.opscore_url}/v1/opscore/agent/{agent_id}/state", json=body
+            f"{self.server_of(agent_id)}/v1/opscore/agent/{agent_id}/state", json=body
         )
         if response.is_error:
             self.failed_reports.append(f"{response.status_code} {response.text[:300]}")
@@ -142,26 +151,32 @@ async def run(args: argparse.Namespace) -> None:
         import redis
 
         redis.Redis.from_url(storage).flushdb()
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "opscore",
-        "serve",
-        "--port",
-        str(port),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(args.server_log, "wb") if args.server_log else subprocess.DEVNULL,  # noqa: SIM115, ASYNC230
-    )
-    opscore_url = f"http://127.0.0.1:{port}"
+    ports = [port, *(free_port() for _ in range(args.servers - 1))]
+    servers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "opscore",
+            "serve",
+            "--port",
+            str(p),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(f"{args.server_log}.{p}", "wb") if args.server_log else subprocess.DEVNULL,  # noqa: SIM115, ASYNC230
+        )
+        for p in ports
+    ]
+    opscore_urls = [f"http://127.0.0.1:{p}" for p in ports]
+    opscore_url = opscore_urls[0]
     headers = {"Authorization": f"Bearer {API_KEY}"}
     limits = httpx.Limits(
         max_connections=args.agents * 2, max_keepalive_connections=args.agents * 2
     )
     try:
-        await wait_ready(opscore_url)
+        for url in opscore_urls:
+            await wait_ready(url)
         async with httpx.AsyncClient(headers=headers, limits=limits, timeout=30) as client:
-            agents = Agents(opscore_url, args.report_active, client)
+            agents = Agents(opscore_urls, args.report_active, client)
             agent_port = free_port()
             app = Starlette(
                 routes=[Route("/agents/{agent_id}/task", agents.task_endpoint, methods=["POST"])]
@@ -191,9 +206,9 @@ async def run(args: argparse.Namespace) -> None:
             ).raise_for_status()
             started = time.perf_counter()
             session_ids = []
-            for _ in range(args.workflows):
+            for n in range(args.workflows):
                 response = await client.post(
-                    f"{opscore_url}/v1/opscore/sessions",
+                    f"{opscore_urls[n % len(opscore_urls)]}/v1/opscore/sessions",
                     json={"workflowDefinitionId": f"bench-{args.steps}"},
                 )
                 response.raise_for_status()
@@ -230,7 +245,7 @@ async def run(args: argparse.Namespace) -> None:
             p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
             print(
                 f"storage={args.storage} agents={args.agents} workflows={args.workflows} "
-                f"steps={args.steps} report_active={args.report_active}"
+                f"steps={args.steps} report_active={args.report_active} servers={args.servers}"
             )
             print(
                 f"tasks received={agents.received}/{total} "
@@ -244,11 +259,13 @@ async def run(args: argparse.Namespace) -> None:
             agent_server.should_exit = True
             await serving
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(server.wait(), timeout=10)
-        except TimeoutError:
-            server.kill()
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+        for server in servers:
+            try:
+                await asyncio.wait_for(server.wait(), timeout=10)
+            except TimeoutError:
+                server.kill()
 
 
 def main() -> None:
@@ -261,8 +278,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--report-active", action="store_true", help="agents report active first")
     parser.add_argument("--timeout-s", type=float, default=300.0)
-    parser.add_argument("--server-log", help="write the server's log lines to this file")
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument(
+        "--servers", type=int, default=1, help="server processes sharing the storage (Redis)"
+    )
+    parser.add_argument(
+        "--server-log", help="write each server's log lines to this file, suffixed .<port>"
+    )
+    args = parser.parse_args()
+    if args.servers < 1 or (args.servers > 1 and not args.storage.startswith("redis")):
+        parser.error("--servers above 1 needs a redis:// storage")
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":
