@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -138,6 +139,44 @@ async def test_sqlite_recent_documents_never_hide_the_file(tmp_path: Path) -> No
             await storage.put("many", str(i), {"i": i})
         for i in (0, 49, _CACHED_DOCUMENTS + 49):
             assert await data_of(storage, "many", str(i)) == {"i": i}
+
+
+async def test_sqlite_file_serves_one_process_at_a_time(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/x.db"
+    async with opened(url) as first:
+        await first.put("thing", "a", {"v": 1})
+        second = create_storage(url)
+        with pytest.raises(
+            StorageUnavailableError, match=rf"in use by another process \(pid {os.getpid()}\)"
+        ):
+            await second.open()
+        await second.close()  # nothing was opened: a no-op
+    async with opened(url) as again:  # closing released it
+        assert await data_of(again, "thing", "a") == {"v": 1}
+
+
+async def test_sqlite_lock_dies_with_its_process(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/x.db"
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import asyncio, sys\n"
+        "from opscore.storage import create_storage\n"
+        "async def main():\n"
+        f"    await create_storage({url!r}).open()\n"
+        "    print('open', flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdout is not None
+    assert await asyncio.wait_for(holder.stdout.readline(), timeout=30) == b"open\n"
+    with pytest.raises(StorageUnavailableError, match=rf"pid {holder.pid}"):
+        await create_storage(url).open()
+    holder.send_signal(signal.SIGKILL)
+    await holder.wait()
+    async with opened(url):  # a killed holder leaves no lock behind
+        pass
 
 
 def test_recent_documents_drop_the_least_recently_used_and_reads_never_override() -> None:

@@ -11,7 +11,8 @@ Reads run directly on the event loop through a second, read-only connection: a W
 reader sees every committed write and never waits for the writer, and an indexed
 lookup (~10 us) is cheaper than a hop to the worker thread (~60 us).
 
-The file belongs to one process, so documents this process read or wrote recently
+The file belongs to one process (a lock file next to it, ``<file>.lock``, makes a
+second process fail at open), so documents this process read or wrote recently
 are kept (as JSON text, with their revision) and ``get`` answers from them: under a
 steady stream of writes the reader's page cache is invalid at nearly every read, and
 a lookup that must fetch its pages again costs several times the ~10 us above.
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from opscore.errors import StorageError, StorageUnavailableError
+from opscore.storage._file_lock import ProcessLock
 from opscore.storage._worker_thread import WorkerThread
 from opscore.storage.base import Document, IndexValues, Storage, normalize_index
 
@@ -175,16 +177,27 @@ class SQLiteStorage(Storage):
         self._reader: sqlite3.Connection | None = None  # used on the event loop only
         self._worker: WorkerThread | None = None
         self._recent = _RecentDocuments(_CACHED_DOCUMENTS)
+        self._lock = ProcessLock(
+            path.with_name(path.name + ".lock"), what=f"SQLite database {str(path)!r}"
+        )
 
     # -- lifecycle ---------------------------------------------------------------
     async def open(self) -> None:
         if self._worker is not None:
             return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
+        except OSError as exc:
+            raise StorageUnavailableError(
+                f"cannot open SQLite database {str(self.path)!r}: {exc}"
+            ) from exc
         worker = WorkerThread("opscore-sqlite")
         try:
             self._conn, self._reader = await worker.call(self._connect)
         except (OSError, sqlite3.Error) as exc:
             await worker.stop()
+            self._lock.release()
             raise StorageUnavailableError(
                 f"cannot open SQLite database {str(self.path)!r}: {exc}"
             ) from exc
@@ -192,10 +205,9 @@ class SQLiteStorage(Storage):
 
     def _connect(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
         """The writer (schema created) and the reader connection."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: single statements commit themselves, multi-row writes use
         # an explicit BEGIN IMMEDIATE (take the write lock up front: no upgrade deadlock
-        # with another process, e.g. `opscore reset`, that opens the same file).
+        # with a tool such as the sqlite3 shell that opens the same file).
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, cached_statements=64
         )
@@ -233,6 +245,7 @@ class SQLiteStorage(Storage):
             raise StorageError(f"closing SQLite database failed: {exc}") from exc
         finally:
             await worker.stop()
+            self._lock.release()
 
     async def ping(self) -> None:
         await self._run(_ping)
