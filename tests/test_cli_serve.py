@@ -3,6 +3,7 @@ works, logs JSON lines only, and reuses the key after a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import stat
@@ -106,3 +107,28 @@ async def test_serve_generates_a_working_key(tmp_path: Path) -> None:
     restarted = (data_dir / f"server-{server.port}-2.log").read_text()
     assert not KEY_LINE.search(restarted)
     assert "api_key_loaded" in restarted
+
+
+async def test_a_second_server_on_the_same_sqlite_file_refuses_in_one_line(
+    tmp_path: Path,
+) -> None:
+    first = ServerProcess(
+        storage_url=f"sqlite:///{tmp_path / 'one.db'}", data_dir=tmp_path / "data", api_key="k"
+    )
+    await first.start()
+    try:
+        second = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "opscore", "serve", "--port", "0"),
+            env=first.env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, raw = await asyncio.wait_for(second.communicate(), timeout=60)
+    finally:
+        await first.stop()
+    stderr = raw.decode()
+    assert second.returncode == 1
+    assert stderr.count("\n") == 1, stderr  # one line, no traceback
+    assert "cannot start: SQLite database" in stderr
+    assert f"in use by another process (pid {first.process.pid})" in stderr

@@ -31,6 +31,7 @@ __all__ = [
     "API_KEY_FILENAME",
     "Services",
     "new_agent_id",
+    "open_configured_storage",
     "resolve_api_keys",
     "start_services",
     "stop_services",
@@ -73,6 +74,17 @@ def _kind_of(storage: Storage) -> str:
     return name.removesuffix("storage") or name
 
 
+async def open_configured_storage(settings: Settings) -> Storage:
+    """Open the backend the settings name; StorageError if it cannot be opened."""
+    if settings.storage_url is None:  # default: SQLite file inside the data dir
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    storage = create_storage(
+        settings.effective_storage_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
+    await storage.open()
+    return storage
+
+
 async def start_services(settings: Settings, *, storage: Storage | None = None) -> Services:
     """Open storage and build every service.
 
@@ -85,12 +97,7 @@ async def start_services(settings: Settings, *, storage: Storage | None = None) 
     api_keys = resolve_api_keys(settings)
     owns_storage = storage is None
     if storage is None:
-        if settings.storage_url is None:  # default: SQLite file inside the data dir
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-        storage = create_storage(
-            settings.effective_storage_url, sqlite_synchronous=settings.sqlite_synchronous
-        )
-        await storage.open()
+        storage = await open_configured_storage(settings)
     try:
         lifecycle = LifecycleService(
             storage,

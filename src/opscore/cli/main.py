@@ -6,6 +6,7 @@ Further commands live in their own modules of this package and are attached to
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 
 from opscore import __version__
 from opscore.cli import agents, demo, sessions, tasks, workflows
+from opscore.errors import OpsCoreError
 from opscore.logging import LOG_LEVELS, configure_logging
 from opscore.settings import Settings
 
@@ -52,6 +54,12 @@ def serve(host: str, port: int, log_level: str | None) -> None:
     if log_level is not None:
         settings = settings.model_copy(update={"log_level": log_level.lower()})
     configure_logging(settings.log_level)
+    # The usual reasons not to start (the SQLite file held by another process, Redis
+    # down, a directory that cannot be written) as one line, not a start-up traceback.
+    try:
+        asyncio.run(_check_storage(settings))
+    except OpsCoreError as exc:
+        raise click.ClickException(f"cannot start: {exc.message}") from exc
 
     def build_app() -> FastAPI:
         app = create_app(settings)
@@ -73,6 +81,13 @@ def serve(host: str, port: int, log_level: str | None) -> None:
         access_log=False,  # the API writes its own access line
         server_header=False,
     )
+
+
+async def _check_storage(settings: Settings) -> None:
+    from opscore.services import open_configured_storage
+
+    storage = await open_configured_storage(settings)
+    await storage.close()
 
 
 main.add_command(agents.agent)
