@@ -245,6 +245,7 @@ class SQLiteStorage(Storage):
             raise StorageError(f"closing SQLite database failed: {exc}") from exc
         finally:
             await worker.stop()
+            self._recent.clear()  # once the lock is gone, others may change the file
             self._lock.release()
 
     async def ping(self) -> None:
