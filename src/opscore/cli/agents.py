@@ -11,7 +11,7 @@ from rich.table import Table
 
 from opscore_sdk.models import AGENT_STATES
 
-from .context import ApiGroup, JsonObject, api_options, json_option, open_client
+from .context import ApiGroup, JsonObject, api_options, json_option, open_client, paging_options
 from .output import (
     agents_table,
     console,
@@ -93,11 +93,7 @@ def register(
 @agent.command("list")
 @click.option("--state", type=click.Choice(AGENT_STATES), help="Only agents in this state.")
 @click.option("--capability", help="Only agents with this capability.")
-@click.option(
-    "--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="Page size."
-)
-@click.option("--cursor", help="Continue after a previous page (its nextCursor).")
-@click.option("--all", "fetch_all", is_flag=True, help="Fetch every page.")
+@paging_options
 @json_option
 @api_options
 def list_agents(

@@ -90,6 +90,17 @@ def json_option(command: F) -> F:
     )(command)
 
 
+def paging_options(command: F) -> F:
+    """Add ``--limit``, ``--cursor`` and ``--all`` (as ``fetch_all``) to a list command."""
+    command = click.option("--all", "fetch_all", is_flag=True, help="Fetch every page.")(command)
+    command = click.option("--cursor", help="Continue after a previous page (its nextCursor).")(
+        command
+    )
+    return click.option(
+        "--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="Page size."
+    )(command)
+
+
 def api_url() -> str:
     """The ``--url`` of the command being run."""
     return str(click.get_current_context().meta.get(_URL_KEY) or DEFAULT_API_URL)

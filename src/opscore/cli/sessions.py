@@ -7,7 +7,7 @@ from rich.markup import escape
 
 from opscore_sdk import Session
 
-from .context import ApiGroup, api_options, json_option, open_client
+from .context import ApiGroup, api_options, json_option, open_client, paging_options
 from .output import (
     console,
     fetch_listing,
@@ -42,11 +42,7 @@ def session() -> None:
 @click.option("--status", type=click.Choice(SESSION_STATUSES), help="Only sessions in this status.")
 @click.option("--agent", "agent_id", help="Only sessions of this agent.")
 @click.option("--workflow", "workflow_id", help="Only runs of this workflow.")
-@click.option(
-    "--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="Page size."
-)
-@click.option("--cursor", help="Continue after a previous page (its nextCursor).")
-@click.option("--all", "fetch_all", is_flag=True, help="Fetch every page.")
+@paging_options
 @json_option
 @api_options
 def list_sessions(

@@ -7,7 +7,7 @@ import json
 import click
 from rich.markup import escape
 
-from .context import ApiGroup, api_options, json_option, open_client
+from .context import ApiGroup, api_options, json_option, open_client, paging_options
 from .output import (
     clock,
     console,
@@ -57,11 +57,7 @@ def task() -> None:
 )
 @click.option("--session", "session_id", help="Only tasks of this session.")
 @click.option("--agent", "agent_id", help="Only tasks of this agent.")
-@click.option(
-    "--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="Page size."
-)
-@click.option("--cursor", help="Continue after a previous page (its nextCursor).")
-@click.option("--all", "fetch_all", is_flag=True, help="Fetch every page.")
+@paging_options
 @json_option
 @api_options
 def list_tasks(

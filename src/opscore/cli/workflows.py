@@ -10,13 +10,14 @@ from rich.markup import escape
 
 from opscore.errors import WorkflowValidationError
 
-from .context import ApiGroup, JsonObject, api_options, json_option, open_client
+from .context import ApiGroup, JsonObject, api_options, json_option, open_client, paging_options
 from .output import (
     console,
-    more_hint,
+    fetch_listing,
     plain_table,
     print_json,
     problem_lines,
+    show_listing,
     stamp,
     workflows_table,
 )
@@ -85,30 +86,18 @@ def create(file: Path, as_json: bool) -> None:
 
 
 @workflow.command("list")
-@click.option(
-    "--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="Page size."
-)
-@click.option("--cursor", help="Continue after a previous page (its nextCursor).")
-@click.option("--all", "fetch_all", is_flag=True, help="Fetch every page.")
+@paging_options
 @json_option
 @api_options
 def list_workflows(limit: int, cursor: str | None, fetch_all: bool, as_json: bool) -> None:
     """List stored workflows (the latest version of each)."""
     with open_client() as client:
-        if fetch_all:
-            items = list(client.iter_workflows(page_size=limit))
-            next_cursor = None
-        else:
-            page = client.list_workflows(limit=limit, cursor=cursor)
-            items, next_cursor = page.items, page.next_cursor
-    if as_json:
-        print_json({"items": items, "nextCursor": next_cursor})
-        return
-    if not items:
-        click.echo("no workflows")
-    else:
-        console().print(workflows_table(items))
-    more_hint(next_cursor)
+        items, next_cursor = fetch_listing(
+            fetch_all,
+            lambda: client.iter_workflows(page_size=limit),
+            lambda: client.list_workflows(limit=limit, cursor=cursor),
+        )
+    show_listing(items, next_cursor, as_json=as_json, noun="workflows", table=workflows_table)
 
 
 @workflow.command(short_help="Show a stored workflow and its tasks.")
