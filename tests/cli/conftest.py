@@ -4,7 +4,8 @@ agent built with the SDK's agent helper, and a CliRunner pointed at them.
 The CLI is synchronous (it blocks in the SDK's sync client), so the server runs in its
 own thread with its own event loop; the tests themselves are plain functions.
 
-* ``opscore``: :class:`ThreadedOpsCore` (memory storage, API key :data:`API_KEY`).
+* ``opscore``: a :class:`~support.threaded_server.ThreadedOpsCore` (memory storage,
+  API key :data:`API_KEY`).
 * ``worker``: an agent with capability ``work`` running on the server's loop; what it
   does is steered by the task's parameters (see :func:`worker_handler`).
 * ``cli``: :class:`Cli`, ``cli("agent", "list")`` runs ``opscore agent list`` through
@@ -14,21 +15,17 @@ own thread with its own event loop; the tests themselves are plain functions.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import threading
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import Future
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from cli_support import API_KEY, WORK, Cli
 
-from opscore.api.app import create_app
 from opscore.settings import Settings
 from opscore_sdk.agent import Agent, TaskContext
-from support.servers import serve_app
+from support.threaded_server import ThreadedOpsCore
 
 T = TypeVar("T")
 
@@ -43,62 +40,17 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-class ThreadedOpsCore:
-    """The real app on memory storage, served by uvicorn in a thread with its own loop."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self._data_dir = data_dir
-        self._url: Future[str] = Future()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=self._main, name="cli-opscore", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return self._url.result(timeout=60)
-
-    def start(self) -> str:
-        self._thread.start()
-        return self.url
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float = 60.0) -> T:
-        """Run ``coro`` on the server's loop (e.g. start an agent there)."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout_s)
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already ended
-                self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=60)
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:
-            if not self._url.done():
-                self._url.set_exception(exc)
-            raise
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        settings = Settings(
-            _env_file=None,
-            data_dir=self._data_dir,
-            api_key=API_KEY,
-            storage_url="memory://",
-            log_level="warning",
-            webhook_secret="cli-test-webhook-secret",
-        )
-        async with serve_app(create_app(settings)) as url:
-            self._url.set_result(url)
-            await self._stop.wait()
-
-
 @pytest.fixture
 def opscore(tmp_path: Path) -> Iterator[ThreadedOpsCore]:
-    server = ThreadedOpsCore(tmp_path / "server-data")
+    settings = Settings(
+        _env_file=None,
+        data_dir=tmp_path / "server-data",
+        api_key=API_KEY,
+        storage_url="memory://",
+        log_level="warning",
+        webhook_secret="cli-test-webhook-secret",
+    )
+    server = ThreadedOpsCore(settings, name="cli-opscore")
     server.start()
     try:
         yield server

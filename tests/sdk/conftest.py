@@ -16,10 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from sdk_server import API_KEY, BASE_URL, ThreadedOpsCore, opened_app
+from sdk_server import API_KEY, BASE_URL, make_settings, opened_app
 
 from opscore_sdk import AsyncOpsCoreClient
 from support.servers import serve_app
+from support.threaded_server import ThreadedOpsCore
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +63,7 @@ async def opscore_url(app: FastAPI) -> AsyncIterator[str]:
 @pytest.fixture
 def threaded_opscore(tmp_path: Path) -> Iterator[ThreadedOpsCore]:
     """A real Ops-Core served from another thread (for the blocking client)."""
-    server = ThreadedOpsCore(tmp_path / "threaded")
+    server = ThreadedOpsCore(make_settings(tmp_path / "threaded"))
     server.start()
     try:
         yield server

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sdk_server import API_KEY, ThreadedOpsCore
+from sdk_server import API_KEY
 from sdk_support import workflow
 
 from opscore_sdk import (
@@ -21,6 +21,7 @@ from opscore_sdk import (
     WaitTimeoutError,
 )
 from opscore_sdk.agent import Agent, TaskContext
+from support.threaded_server import ThreadedOpsCore
 
 
 def test_sync_client_end_to_end(threaded_opscore: ThreadedOpsCore, tmp_path: Path) -> None:
